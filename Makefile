@@ -1,0 +1,79 @@
+# memoryd: `make up` starts the stack, `make test` runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BUF := tools/node_modules/.bin/buf
+STAMP := $(VENV)/.installed
+PROTOS := $(wildcard proto/memoryd/v1/*.proto)
+
+.PHONY: help up venv test test-unit lint typecheck format proto proto-check buf-lint bench lock clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+up: venv  ## install (first time) and start the whole stack on embedded defaults
+	$(VENV)/bin/memoryd up
+
+venv: $(STAMP)  ## create .venv from requirements.lock
+
+$(STAMP): requirements.lock pyproject.toml clients/python/pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	@echo "installing pinned dependencies (first time: a few minutes)..."
+	$(PY) -m pip install --progress-bar on -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e clients/python -e .
+	@if $(PY) -m pip list 2>/dev/null | grep -iE '^(nvidia-|cuda-)'; then \
+	  echo "CUDA packages were installed; memoryd wants the CPU build of torch (requirements.lock)"; exit 1; fi
+	@touch $@
+
+tools/node_modules/.bin/buf: tools/package.json tools/package-lock.json
+	cd tools && npm ci --no-audit --no-fund --silent
+	@touch $@
+
+test: venv $(BUF)  ## install and run all the tests (unit, integration, e2e) and the checks
+	$(MAKE) --no-print-directory proto-check buf-lint lint typecheck
+	$(PY) -m pytest -q
+
+test-unit: venv  ## unit tests only (no servers)
+	$(PY) -m pytest -q tests/unit
+
+lint: venv  ## ruff check and ruff format --check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv  ## apply ruff and buf formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+	$(BUF) format -w
+
+typecheck: venv  ## mypy --strict
+	$(VENV)/bin/mypy server workers tests bench
+
+buf-lint: $(BUF)  ## buf lint and buf format --diff
+	$(BUF) lint
+	$(BUF) format --diff --exit-code
+
+proto: venv  ## regenerate the Python stubs in clients/python from proto/
+	rm -f clients/python/memoryd/v1/*_pb2*.py*
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m grpc_tools.protoc -Iproto \
+	  --python_out=clients/python --pyi_out=clients/python \
+	  --grpc_python_out=clients/python --mypy_grpc_out=clients/python $(PROTOS)
+
+proto-check: proto  ## fail when the committed stubs differ from freshly generated ones
+	@git diff --exit-code --stat -- clients/python/memoryd/v1 || \
+	  { echo "generated stubs are stale: run 'make proto' and commit"; exit 1; }
+	@test -z "$$(git ls-files --others --exclude-standard clients/python/memoryd/v1)" || \
+	  { echo "new generated stubs are not committed: run 'make proto' and commit"; exit 1; }
+
+bench: venv  ## benchmarks (bench/); figures go to stdout
+	$(PY) -m bench.sessions
+
+lock:  ## re-pin requirements.lock from requirements.in
+	$(PY) -m piptools compile --quiet --strip-extras --no-emit-find-links --no-emit-index-url \
+	  -o requirements.lock requirements.in
+
+clean:  ## remove the virtualenv and tool installs (keeps .memoryd data)
+	rm -rf $(VENV) tools/node_modules

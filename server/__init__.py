@@ -1,0 +1,1 @@
+"""memoryd: the memory sidecar for AI agents (the service)."""

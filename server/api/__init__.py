@@ -1,0 +1,1 @@
+"""The gRPC edge: servicers, conversions, error mapping and the server."""

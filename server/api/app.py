@@ -1,0 +1,100 @@
+"""Building and running the gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from memoryd.v1 import memory_service_pb2, session_service_pb2
+from memoryd.v1 import memory_service_pb2_grpc as memory_grpc
+from memoryd.v1 import session_service_pb2_grpc as session_grpc
+from server.api.health import StoreHealth
+from server.api.interceptor import RequestInterceptor
+from server.api.session_servicer import SessionServicer
+from server.resources import Resources
+from server.sessions import SessionService
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = [
+    session_service_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
+    memory_service_pb2.DESCRIPTOR.services_by_name["MemoryService"].full_name,
+]
+
+
+@dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    health: StoreHealth
+    address: str
+    _health_task: asyncio.Task[None]
+
+    async def stop(self, grace: float) -> None:
+        """Drain: report NOT_SERVING, refuse new calls, let in-flight calls finish."""
+        await self.health.drain()
+        await self.server.stop(grace)
+        self._health_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._health_task
+
+
+def _bind_address(listen: str, port: int) -> str:
+    if listen.startswith("unix:"):
+        return listen
+    host = listen.rsplit(":", 1)[0]
+    return f"{host}:{port}"
+
+
+async def start_server(settings: Settings, resources: Resources) -> RunningServer:
+    """Start serving on settings.listen (port 0 picks a free port)."""
+    server = grpc.aio.server(interceptors=[RequestInterceptor()])
+    session_grpc.add_SessionServiceServicer_to_server(
+        SessionServicer(SessionService(resources)), server
+    )
+    # The generated base answers UNIMPLEMENTED to every method until
+    # long-term memory lands; it is abstract only in the type stubs.
+    memory_grpc.add_MemoryServiceServicer_to_server(
+        memory_grpc.MemoryServiceServicer(),  # type: ignore[abstract]
+        server,
+    )
+    health = StoreHealth(resources, services=SERVICE_NAMES)
+    health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
+    reflection.enable_server_reflection(
+        [
+            *SERVICE_NAMES,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
+        server,
+    )
+    port = server.add_insecure_port(settings.listen)
+    await server.start()
+    await health.check_once()
+    task = asyncio.create_task(health.run(settings.health_interval.total_seconds()))
+    address = _bind_address(settings.listen, port)
+    log.info("memoryd listening on %s", address)
+    return RunningServer(server=server, health=health, address=address, _health_task=task)
+
+
+async def serve(settings: Settings) -> None:
+    """Run the server until SIGINT or SIGTERM, then shut down gracefully."""
+    resources = await Resources.open(settings)
+    try:
+        running = await start_server(settings, resources)
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        await stopping.wait()
+        log.info("shutting down: finishing in-flight calls")
+        await running.stop(settings.grace_period.total_seconds())
+    finally:
+        await resources.close()

@@ -1,0 +1,99 @@
+"""Protobuf <-> domain conversions. Field paths in errors match the request."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
+
+from memoryd.v1 import session_service_pb2 as pb
+from server.errors import InvalidArgument
+from server.models import NewMessage, Role, Session, StoredMessage
+
+_ROLES = ", ".join(role.value for role in Role)
+
+
+def timestamp_to_datetime(field: str, value: timestamp_pb2.Timestamp) -> datetime:
+    try:
+        return value.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise InvalidArgument(
+            field, "is not a valid timestamp (RFC 3339, between years 1 and 9999)"
+        ) from exc
+
+
+def datetime_to_timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def duration_to_timedelta(field: str, value: duration_pb2.Duration) -> timedelta:
+    try:
+        return value.ToTimedelta()
+    except (ValueError, OverflowError) as exc:
+        raise InvalidArgument(field, "is not a valid duration") from exc
+
+
+def timedelta_to_duration(value: timedelta) -> duration_pb2.Duration:
+    duration = duration_pb2.Duration()
+    duration.FromTimedelta(value)
+    return duration
+
+
+def _role(field: str, value: str) -> Role:
+    if not value:
+        raise InvalidArgument(field, f"is required; use one of {_ROLES}")
+    try:
+        return Role(value)
+    except ValueError:
+        raise InvalidArgument(field, f"{value!r} is not a role; use one of {_ROLES}") from None
+
+
+def new_message(index: int, message: pb.Message) -> NewMessage:
+    field = f"messages[{index}]"
+    return NewMessage(
+        role=_role(f"{field}.role", message.role),
+        content=message.content,
+        name=message.name,
+        run_id=message.run_id,
+        id=message.id,
+        create_time=(
+            timestamp_to_datetime(f"{field}.create_time", message.create_time)
+            if message.HasField("create_time")
+            else None
+        ),
+        metadata=(
+            json_format.MessageToDict(message.metadata) if message.HasField("metadata") else None
+        ),
+    )
+
+
+def message_to_pb(message: StoredMessage) -> pb.Message:
+    out = pb.Message(
+        role=message.role.value,
+        name=message.name,
+        content=message.content,
+        run_id=message.run_id,
+        create_time=datetime_to_timestamp(message.create_time),
+        seq=message.seq,
+        id=message.id,
+        token_count=message.token_count,
+    )
+    if message.metadata is not None:
+        metadata = struct_pb2.Struct()
+        metadata.update(message.metadata)
+        out.metadata.CopyFrom(metadata)
+    return out
+
+
+def session_to_pb(session: Session) -> pb.Session:
+    return pb.Session(
+        user_id=session.user_id,
+        session_id=session.session_id,
+        agent_id=session.agent_id,
+        message_count=session.message_count,
+        create_time=datetime_to_timestamp(session.create_time),
+        update_time=datetime_to_timestamp(session.update_time),
+        ttl=timedelta_to_duration(session.ttl),
+    )

@@ -1,0 +1,96 @@
+"""One interceptor for every unary call: request ids, error mapping, logs."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, cast
+
+import grpc
+from grpc.aio import ServicerContext
+
+from server.api.status import failure_for
+
+log = logging.getLogger("memoryd.rpc")
+
+REQUEST_ID_HEADER = "x-request-id"
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+# Probes call these every few seconds: log them only at DEBUG.
+_QUIET_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+
+Behavior = Callable[[Any, ServicerContext[Any, Any]], Awaitable[Any]]
+
+if TYPE_CHECKING:  # the stubs make these generic; grpc's classes are not
+    Handler = grpc.RpcMethodHandler[Any, Any]
+    _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    _Interceptor = grpc.aio.ServerInterceptor
+
+
+def _request_id(context: ServicerContext[Any, Any]) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID_HEADER and isinstance(value, str) and 0 < len(value) <= 128:
+            return value
+    return uuid.uuid4().hex
+
+
+class RequestInterceptor(_Interceptor):
+    """Gives each call a request id (from x-request-id metadata or new), maps
+    raised errors to statuses through server.api.status, and logs one line
+    per call with method, status, duration and request id."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method: str = handler_call_details.method
+        level = logging.DEBUG if method.startswith(_QUIET_PREFIXES) else logging.INFO
+        # grpc.aio hands coroutine functions here; the stubs predate aio.
+        behavior = cast(Behavior, handler.unary_unary)
+
+        async def unary_unary(request: Any, context: ServicerContext[Any, Any]) -> Any:
+            request_id = _request_id(context)
+            request_id_var.set(request_id)
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                return await behavior(request, context)
+            except Exception as exc:
+                if isinstance(exc, grpc.aio.AbortError):
+                    raise  # already a status, set by grpc itself
+                failure = failure_for(exc, request_id=request_id)
+                code = failure.code
+                if not failure.expected:
+                    log.exception("%s failed [request_id=%s]", method, request_id)
+                await context.abort(
+                    failure.code,
+                    failure.message,
+                    trailing_metadata=(
+                        ("grpc-status-details-bin", failure.details()),
+                        (REQUEST_ID_HEADER, request_id),
+                    ),
+                )
+            finally:
+                if log.isEnabledFor(level):
+                    log.log(
+                        level,
+                        "%s %s %.1fms [request_id=%s]",
+                        method,
+                        code.name,
+                        (time.perf_counter() - started) * 1000,
+                        request_id,
+                    )
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary_unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

@@ -1,0 +1,87 @@
+"""The one place where errors become gRPC statuses.
+
+Domain errors map by type; driver errors that mean a store is out of reach
+become UNAVAILABLE; anything else is INTERNAL with a generic message (the
+traceback goes to the log, not to the caller).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+import psycopg
+import redis.exceptions
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+from server import errors
+
+ERROR_DOMAIN = "memoryd"
+
+_CODE_BY_ERROR: dict[type[errors.MemorydError], grpc.StatusCode] = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
+}
+
+# Raised by the drivers when Postgres or Redis cannot be reached or time out.
+# psycopg_pool.PoolTimeout and statement timeouts are OperationalErrors.
+STORE_DOWN_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    TimeoutError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """What the caller is told about a failed call."""
+
+    code: grpc.StatusCode
+    message: str
+    reason: str
+    field: str | None = None
+    expected: bool = True  # False: a bug, logged with its traceback
+
+    def details(self) -> bytes:
+        """google.rpc.Status with an ErrorInfo, for the grpc-status-details-bin trailer."""
+        metadata = {"field": self.field} if self.field else {}
+        info = error_details_pb2.ErrorInfo(
+            reason=self.reason, domain=ERROR_DOMAIN, metadata=metadata
+        )
+        detail = any_pb2.Any()
+        detail.Pack(info)
+        status = status_pb2.Status(
+            code=getattr(code_pb2, self.code.name), message=self.message, details=[detail]
+        )
+        serialized: bytes = status.SerializeToString()
+        return serialized
+
+
+def failure_for(exc: BaseException, *, request_id: str) -> Failure:
+    for error_type, code in _CODE_BY_ERROR.items():
+        if isinstance(exc, error_type):
+            return Failure(code, exc.message, exc.reason, exc.field)
+    if isinstance(exc, STORE_DOWN_ERRORS):
+        return Failure(
+            grpc.StatusCode.UNAVAILABLE,
+            "a memoryd store (Postgres or Redis) is unavailable; retry with backoff",
+            errors.StoreUnavailable.reason,
+        )
+    if isinstance(exc, NotImplementedError):  # what generated servicer bases raise
+        return Failure(
+            grpc.StatusCode.UNIMPLEMENTED,
+            "this method is not implemented by this memoryd version yet",
+            "UNIMPLEMENTED",
+        )
+    return Failure(
+        grpc.StatusCode.INTERNAL,
+        f"internal error; the server log has the details under request id {request_id}",
+        "INTERNAL",
+        expected=False,
+    )

@@ -1,0 +1,56 @@
+"""Domain errors. `server.api.status` maps each to one gRPC status code.
+
+Messages are for a person: say what was wrong and what to do instead.
+"""
+
+from __future__ import annotations
+
+
+class MemorydError(Exception):
+    """Base of every error memoryd reports to a caller."""
+
+    reason: str = "MEMORYD_ERROR"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidArgument(MemorydError):
+    """A request field is missing, malformed or out of range."""
+
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}", field=field)
+
+
+class NotFound(MemorydError):
+    """The named thing does not exist for this user."""
+
+    reason = "NOT_FOUND"
+
+
+class AlreadyExists(MemorydError):
+    """A thing with that identity is already stored."""
+
+    reason = "ALREADY_EXISTS"
+
+
+class FailedPrecondition(MemorydError):
+    """The system is not in the state the call needs."""
+
+    reason = "FAILED_PRECONDITION"
+
+
+class ResourceExhausted(MemorydError):
+    """A limit or quota was reached."""
+
+    reason = "RESOURCE_EXHAUSTED"
+
+
+class StoreUnavailable(MemorydError):
+    """Postgres or Redis cannot be reached; the call may be retried."""
+
+    reason = "STORE_UNAVAILABLE"

@@ -1,0 +1,77 @@
+"""The composition root: every pool and client a process shares, built once.
+
+The server hands it to servicers; the worker's on_startup hands it to jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from psycopg import AsyncConnection
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
+
+from server.errors import FailedPrecondition, StoreUnavailable
+from server.settings import Settings
+from server.stores.migrations import pending_migrations
+from server.tokens import TokenCounter
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    postgres: AsyncConnectionPool[AsyncConnection[TupleRow]]
+    redis: Redis
+    tokens: TokenCounter
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Resources:
+        """Build the pools. Does not wait for the stores: a server starts
+        while they are down and health reports NOT_SERVING until they are up."""
+        if not settings.postgres_url or not settings.redis_url:
+            raise FailedPrecondition(
+                "MEMORYD_POSTGRES_URL and MEMORYD_REDIS_URL must be set "
+                "(`memoryd up` sets them for the embedded stack)"
+            )
+        timeout = settings.store_timeout.total_seconds()
+        postgres: AsyncConnectionPool[AsyncConnection[TupleRow]] = AsyncConnectionPool(
+            settings.postgres_url,
+            min_size=settings.postgres_pool_min,
+            max_size=settings.postgres_pool_max,
+            timeout=timeout,
+            # A statement that outlives the store timeout is cancelled by the server.
+            kwargs={"options": f"-c statement_timeout={int(timeout * 1000)}"},
+            open=False,
+        )
+        await postgres.open(wait=False)
+        redis = Redis.from_url(
+            settings.redis_url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry_on_timeout=False,
+        )
+        return cls(
+            settings=settings,
+            postgres=postgres,
+            redis=redis,
+            tokens=TokenCounter(settings.tokenizer),
+        )
+
+    async def check_ready(self) -> None:
+        """Raise StoreUnavailable unless Postgres and Redis answer and the
+        schema is current."""
+        timeout = self.settings.store_timeout.total_seconds()
+        async with asyncio.timeout(timeout):
+            await self.redis.ping()
+            async with self.postgres.connection() as conn:
+                pending = await pending_migrations(conn)
+        if pending:
+            raise StoreUnavailable(
+                f"migrations {', '.join(pending)} are not applied; run `memoryd migrate`"
+            )
+
+    async def close(self) -> None:
+        await self.postgres.close()
+        await self.redis.aclose()

@@ -1,0 +1,1 @@
+"""Stores own their SQL and Redis keys and return domain objects."""

@@ -1,0 +1,85 @@
+"""Real embedded Postgres (with pgvector) and Valkey, started once per run on
+free ports, plus a real gRPC server over a socket."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from memoryd.v1 import session_service_pb2_grpc as session_grpc
+from server.api.app import RunningServer, start_server
+from server.embedded import EmbeddedStack
+from server.resources import Resources
+from server.sessions import SessionService
+from server.settings import Settings
+from server.stack_file import StoreUrls
+from server.stores.migrations import apply_migrations
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def store_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreUrls]:
+    stack = EmbeddedStack(tmp_path_factory.mktemp("stack"))
+    urls = stack.start()
+    assert urls.postgres_url is not None
+    asyncio.run(apply_migrations(urls.postgres_url))
+    yield urls
+    stack.stop()
+
+
+def make_settings(urls: StoreUrls, data_dir: Path, **overrides: object) -> Settings:
+    return Settings(
+        postgres_url=urls.postgres_url,
+        redis_url=urls.redis_url,
+        data_dir=data_dir,
+        listen="127.0.0.1:0",
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture(scope="session")
+def settings(store_urls: StoreUrls, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return make_settings(store_urls, tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+async def resources(settings: Settings) -> AsyncIterator[Resources]:
+    opened = await Resources.open(settings)
+    await opened.postgres.wait()
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def sessions(resources: Resources) -> SessionService:
+    return SessionService(resources)
+
+
+@pytest.fixture
+def user_id() -> str:
+    """A fresh user per test: tests share the stores, never each other's data."""
+    return f"user-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+async def server(settings: Settings, resources: Resources) -> AsyncIterator[RunningServer]:
+    running = await start_server(settings, resources)
+    yield running
+    await running.stop(grace=1.0)
+
+
+@pytest.fixture(scope="session")
+async def channel(server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(server.address) as opened:
+        yield opened
+
+
+@pytest.fixture
+def session_stub(channel: grpc.aio.Channel) -> session_grpc.SessionServiceStub:
+    return session_grpc.SessionServiceStub(channel)
