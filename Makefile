@@ -9,13 +9,16 @@ BUF := tools/node_modules/.bin/buf
 STAMP := $(VENV)/.installed
 PROTOS := $(wildcard proto/memoryd/v1/*.proto)
 
-.PHONY: help up venv test test-unit lint typecheck format proto proto-check buf-lint bench lock clean
+.PHONY: help up smoke venv test test-unit lint typecheck format proto proto-check buf-lint bench lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 up: venv  ## install (first time) and start the whole stack on embedded defaults
 	$(VENV)/bin/memoryd up
+
+smoke: venv  ## start `make up` on a fresh data dir, check it serves, SIGTERM it, check nothing is left
+	scripts/smoke-up.sh
 
 venv: $(STAMP)  ## create .venv from requirements.lock
 

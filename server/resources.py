@@ -12,6 +12,9 @@ from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from server.errors import FailedPrecondition, StoreUnavailable
 from server.settings import Settings
@@ -43,6 +46,9 @@ class Resources:
             timeout=timeout,
             # A statement that outlives the store timeout is cancelled by the server.
             kwargs={"options": f"-c statement_timeout={int(timeout * 1000)}"},
+            # Connections broken by a Postgres restart are replaced on checkout,
+            # not handed to a call that would then fail.
+            check=AsyncConnectionPool.check_connection,
             open=False,
         )
         await postgres.open(wait=False)
@@ -50,7 +56,11 @@ class Resources:
             settings.redis_url,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
-            retry_on_timeout=False,
+            # A connection broken by a Redis restart is retried on a new one.
+            # Safe for every command we send: the session scripts are
+            # idempotent or detect a repeat (see session_cache.lua).
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+            retry_on_error=[RedisConnectionError],
         )
         return cls(
             settings=settings,

@@ -76,8 +76,8 @@ async def start_server(settings: Settings, resources: Resources) -> RunningServe
         server,
     )
     port = server.add_insecure_port(settings.listen)
+    await health.mark_starting()
     await server.start()
-    await health.check_once()
     task = asyncio.create_task(health.run(settings.health_interval.total_seconds()))
     address = _bind_address(settings.listen, port)
     log.info("memoryd listening on %s", address)

@@ -75,11 +75,16 @@ def message_to_pb(message: StoredMessage) -> pb.Message:
         name=message.name,
         content=message.content,
         run_id=message.run_id,
-        create_time=datetime_to_timestamp(message.create_time),
         seq=message.seq,
         id=message.id,
         token_count=message.token_count,
     )
+    # Set in place: Timestamp.FromDatetime is slow pure Python, and this runs
+    # for every message GetHistory returns.
+    micros = round(message.create_time.timestamp() * 1_000_000)
+    seconds, remainder = divmod(micros, 1_000_000)
+    out.create_time.seconds = seconds
+    out.create_time.nanos = remainder * 1000
     if message.metadata is not None:
         metadata = struct_pb2.Struct()
         metadata.update(message.metadata)

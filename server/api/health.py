@@ -51,9 +51,12 @@ class StoreHealth:
         else:
             await self._publish(True)
 
+    async def mark_starting(self) -> None:
+        """NOT_SERVING until the first probe passes (grpc's default is SERVING)."""
+        await self._publish(False, "starting")
+
     async def run(self, interval: float) -> None:
         """Probe the stores forever (until cancelled)."""
-        await self._publish(False, "starting")
         while True:
             await self.check_once()
             await asyncio.sleep(interval)

@@ -43,15 +43,27 @@ class RequestInterceptor(_Interceptor):
     raised errors to statuses through server.api.status, and logs one line
     per call with method, status, duration and request id."""
 
+    def __init__(self) -> None:
+        # One wrapped handler per method, built on its first call.
+        self._wrapped: dict[str, Handler] = {}
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Handler:
+        method: str = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
-        method: str = handler_call_details.method
+        self._wrapped[method] = wrapped = self._wrap(method, handler)
+        return wrapped
+
+    @staticmethod
+    def _wrap(method: str, handler: Handler) -> Handler:
         level = logging.DEBUG if method.startswith(_QUIET_PREFIXES) else logging.INFO
         # grpc.aio hands coroutine functions here; the stubs predate aio.
         behavior = cast(Behavior, handler.unary_unary)

@@ -19,18 +19,20 @@ from server.sessions import SessionService
 from server.settings import Settings
 from server.stack_file import StoreUrls
 from server.stores.migrations import apply_migrations
+from tests.support.processes import scratch_dir
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="session")
-def store_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreUrls]:
-    stack = EmbeddedStack(tmp_path_factory.mktemp("stack"))
-    urls = stack.start()
-    assert urls.postgres_url is not None
-    asyncio.run(apply_migrations(urls.postgres_url))
-    yield urls
-    stack.stop()
+def store_urls() -> Iterator[StoreUrls]:
+    with scratch_dir() as root:
+        stack = EmbeddedStack(root / "stack")
+        urls = stack.start()
+        assert urls.postgres_url is not None
+        asyncio.run(apply_migrations(urls.postgres_url))
+        yield urls
+        stack.stop()
 
 
 def make_settings(urls: StoreUrls, data_dir: Path, **overrides: object) -> Settings:
@@ -70,6 +72,7 @@ def user_id() -> str:
 @pytest.fixture(scope="session")
 async def server(settings: Settings, resources: Resources) -> AsyncIterator[RunningServer]:
     running = await start_server(settings, resources)
+    await running.health.check_once()  # SERVING before the first test call
     yield running
     await running.stop(grace=1.0)
 
@@ -81,5 +84,5 @@ async def channel(server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
 
 
 @pytest.fixture
-def session_stub(channel: grpc.aio.Channel) -> session_grpc.SessionServiceStub:
+def session_stub(channel: grpc.aio.Channel) -> session_grpc.SessionServiceAsyncStub:
     return session_grpc.SessionServiceStub(channel)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import grpc
 import pytest
 from google.protobuf import duration_pb2, timestamp_pb2
@@ -16,7 +18,8 @@ from memoryd.v1 import session_service_pb2_grpc as session_grpc
 
 pytestmark = pytest.mark.integration
 
-Stub = session_grpc.SessionServiceStub
+if TYPE_CHECKING:
+    Stub = session_grpc.SessionServiceAsyncStub
 
 
 def user(content: str, **fields: object) -> pb.Message:
@@ -50,7 +53,7 @@ async def test_append_then_read_history(session_stub: Stub, user_id: str) -> Non
             messages=[
                 user("I want to visit Lisbon", id="m1"),
                 pb.Message(role="assistant", content="When?", metadata={"model": "x"}),
-            ],  # type: ignore[dict-item]
+            ],
             ttl=duration_pb2.Duration(seconds=600),
         )
     )
@@ -220,7 +223,8 @@ async def test_request_id_is_echoed_on_errors(session_stub: Stub) -> None:
         session_stub.GetHistory(pb.GetHistoryRequest(), metadata=(("x-request-id", "req-42"),)),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
-    assert ("x-request-id", "req-42") in tuple(error.trailing_metadata() or ())
+    trailers: list[tuple[str, object]] = list(error.trailing_metadata() or ())  # type: ignore[arg-type]
+    assert ("x-request-id", "req-42") in trailers
 
 
 async def test_health_serving_and_reflection_and_unimplemented_memory(

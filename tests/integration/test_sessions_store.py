@@ -27,6 +27,12 @@ def contents(messages: list[StoredMessage]) -> list[str]:
 LAST_20 = HistoryWindow(WindowKind.LAST_MESSAGES, 20)
 
 
+async def cached_length(resources: Resources, user_id: str, session_id: str) -> int:
+    key = redis_keys.session_messages(user_id, session_id)
+    length = await resources.redis.llen(key)  # type: ignore[misc]  # redis-py types sync|async
+    return int(length)
+
+
 async def test_append_assigns_consecutive_seqs_and_reads_back_in_order(
     sessions: SessionService, user_id: str
 ) -> None:
@@ -84,7 +90,7 @@ async def test_acknowledged_append_survives_losing_redis(
     await sessions.append(
         user_id=user_id, session_id="s", agent_id="", messages=said("more"), ttl=None
     )
-    assert await resources.redis.llen(redis_keys.session_messages(user_id, "s")) == 3
+    assert await cached_length(resources, user_id, "s") == 3
 
 
 async def test_history_windows_by_messages_runs_and_tokens(
@@ -135,7 +141,7 @@ async def test_history_beyond_the_redis_window_reads_postgres(
         messages=said(*(str(i) for i in range(12))),
         ttl=None,
     )
-    assert await resources.redis.llen(redis_keys.session_messages(user_id, "long")) == 5
+    assert await cached_length(resources, user_id, "long") == 5
     found = await small.history(
         user_id=user_id, session_id="long", window=HistoryWindow(WindowKind.LAST_MESSAGES, 8)
     )

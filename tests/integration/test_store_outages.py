@@ -4,7 +4,6 @@ nothing stored is lost. Uses its own stores, which it stops and restarts."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,21 +20,16 @@ from server.resources import Resources
 from server.stack_file import StoreUrls
 from server.stores.migrations import apply_migrations
 from tests.integration.conftest import make_settings
+from tests.support.processes import free_port, scratch_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
 class Outage:
     postgres: EmbeddedStack
     redis: EmbeddedStack
-    session: session_grpc.SessionServiceStub
+    session: session_grpc.SessionServiceAsyncStub
     health: health_pb2_grpc.HealthStub
 
     async def status(self) -> int:
@@ -49,17 +43,18 @@ class Outage:
 
 
 @pytest.fixture(scope="module")
-def stores(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[EmbeddedStack, EmbeddedStack, StoreUrls]]:
+def stores() -> Iterator[tuple[EmbeddedStack, EmbeddedStack, StoreUrls]]:
     # Separate stacks, so each store can be stopped alone; a fixed Valkey port
     # so that a restarted Valkey is found at the same URL.
-    postgres = EmbeddedStack(tmp_path_factory.mktemp("pg"), redis=False)
-    redis = EmbeddedStack(tmp_path_factory.mktemp("valkey"), postgres=False, redis_port=free_port())
-    urls = StoreUrls(postgres_url=postgres.start().postgres_url, redis_url=redis.start().redis_url)
-    yield postgres, redis, urls
-    redis.stop()
-    postgres.stop()
+    with scratch_dir() as root:
+        postgres = EmbeddedStack(root / "pg", redis=False)
+        redis = EmbeddedStack(root / "valkey", postgres=False, redis_port=free_port())
+        urls = StoreUrls(
+            postgres_url=postgres.start().postgres_url, redis_url=redis.start().redis_url
+        )
+        yield postgres, redis, urls
+        redis.stop()
+        postgres.stop()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,1 @@
+"""Tests of workers/ that need no servers."""

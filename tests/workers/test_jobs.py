@@ -1,0 +1,83 @@
+"""Worker jobs and ctx handling, without servers: the domain service is faked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import pytest
+
+from server.resources import Resources
+from server.settings import Settings
+from workers import jobs
+from workers.context import WorkerState, install_state, take_state, worker_state
+from workers.settings import QUEUE_NAME, worker_settings
+
+
+@dataclass
+class FakeSessionService:
+    calls: list[dict[str, Any]] = field(default_factory=list)
+
+    def __call__(self, resources: Resources) -> FakeSessionService:
+        return self
+
+    async def delete_sessions_before(
+        self, cutoff: datetime, *, user_id: str | None, all_users: bool
+    ) -> int:
+        self.calls.append({"cutoff": cutoff, "user_id": user_id, "all_users": all_users})
+        return 3
+
+
+def _ctx(settings: Settings) -> dict[str, Any]:
+    ctx: dict[str, Any] = {}
+    install_state(ctx, WorkerState(settings=settings, resources=cast(Resources, object())))
+    return ctx
+
+
+@pytest.fixture
+def fake_sessions(monkeypatch: pytest.MonkeyPatch) -> FakeSessionService:
+    fake = FakeSessionService()
+    monkeypatch.setattr(jobs, "SessionService", fake)
+    return fake
+
+
+async def test_purge_deletes_every_users_sessions_idle_past_retention(
+    fake_sessions: FakeSessionService,
+) -> None:
+    before = datetime.now(UTC)
+    await jobs.purge_idle_sessions(_ctx(Settings(session_retention=timedelta(days=7))))
+    [call] = fake_sessions.calls
+    assert call["user_id"] is None and call["all_users"] is True
+    assert before - timedelta(days=7) <= call["cutoff"] <= datetime.now(UTC) - timedelta(days=7)
+
+
+async def test_purge_keeps_everything_when_retention_is_zero(
+    fake_sessions: FakeSessionService,
+) -> None:
+    await jobs.purge_idle_sessions(_ctx(Settings(session_retention=timedelta(0))))
+    assert fake_sessions.calls == []
+
+
+def test_a_job_without_worker_state_fails_loudly() -> None:
+    with pytest.raises(RuntimeError, match="on_startup"):
+        worker_state({})
+
+
+def test_take_state_tolerates_a_failed_startup() -> None:
+    assert take_state({}) is None
+
+
+def test_worker_settings_use_our_queue_and_hourly_unique_purge() -> None:
+    config = worker_settings(Settings(redis_url="redis://127.0.0.1:6390/2"))
+    assert config["queue_name"] == QUEUE_NAME
+    assert config["redis_settings"].port == 6390
+    assert config["redis_settings"].database == 2
+    [purge] = config["cron_jobs"]
+    assert purge.coroutine is jobs.purge_idle_sessions
+    assert purge.unique and purge.minute == 0
+
+
+def test_worker_settings_need_a_redis_url() -> None:
+    with pytest.raises(ValueError, match="redis_url"):
+        worker_settings(Settings())

@@ -1,0 +1,1 @@
+"""arq workers: out-of-band jobs and cron. `memoryd worker` runs them."""
