@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +13,7 @@ from tests.support.processes import (
     UP_STOP_TIMEOUT_S,
     MemorydUp,
     is_serving,
-    memoryd_env,
+    run_cli,
     start_up,
     store_processes,
 )
@@ -71,13 +69,7 @@ def test_up_refuses_a_data_dir_in_use(memoryd_stack: MemorydUp) -> None:
 
 
 def test_serve_without_urls_or_stack_fails_fast_saying_what_to_do(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "server.cli", "serve"],
-        env=memoryd_env(tmp_path, "127.0.0.1:0"),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run_cli("serve", tmp_path)
     assert result.returncode == 2
     assert "memoryd up" in result.stderr
     assert "MEMORYD_POSTGRES_URL" in result.stderr
@@ -85,13 +77,7 @@ def test_serve_without_urls_or_stack_fails_fast_saying_what_to_do(tmp_path: Path
 
 def test_serve_uses_the_stack_of_a_running_up(memoryd_stack: MemorydUp) -> None:
     # `memoryd migrate` resolves URLs the same way as serve and exits by itself.
-    result = subprocess.run(
-        [sys.executable, "-m", "server.cli", "migrate"],
-        env=memoryd_env(memoryd_stack.data_dir, "127.0.0.1:0"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_cli("migrate", memoryd_stack.data_dir, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "schema is up to date" in result.stderr
 
@@ -123,13 +109,7 @@ def test_up_recovers_after_it_was_killed_with_sigkill(data_dir: Path) -> None:
         # daemons stay, as they would after any crash of `memoryd up`.
         psutil.wait_procs(children, timeout=UP_STOP_TIMEOUT_S)
         assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
-        stale = subprocess.run(
-            [sys.executable, "-m", "server.cli", "migrate"],
-            env=memoryd_env(data_dir, "127.0.0.1:0"),
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        stale = run_cli("migrate", data_dir)
         assert stale.returncode == 2
         assert "is stale" in stale.stderr
     except BaseException:

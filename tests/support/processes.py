@@ -45,6 +45,19 @@ def scratch_dir(prefix: str = "memoryd-test-") -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def run_cli(
+    command: str, data_dir: Path, *, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """Run one `memoryd` subcommand on its own data dir, capturing its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", command],
+        env=memoryd_env(data_dir, "127.0.0.1:0"),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
