@@ -6,15 +6,31 @@ Pure logic, shared by the Redis and the Postgres read paths.
 
 from __future__ import annotations
 
-from server.models import HistoryWindow, StoredMessage, WindowKind
+from collections.abc import Iterable
+from typing import Generic, Protocol, TypeVar
+
+from server.models import HistoryWindow, WindowKind
 
 
-class HistorySelector:
+class WindowFields(Protocol):
+    """What choosing a window reads of a message."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def token_count(self) -> int: ...
+
+
+Message = TypeVar("Message", bound=WindowFields)
+
+
+class HistorySelector(Generic[Message]):
     """Collects messages newest first until the window is full."""
 
     def __init__(self, window: HistoryWindow) -> None:
         self._window = window
-        self._taken: list[StoredMessage] = []
+        self._taken: list[Message] = []
         self._tokens = 0
         self._runs = 0
         self._full = False
@@ -24,7 +40,12 @@ class HistorySelector:
         """True once no older message can belong to the window."""
         return self._full
 
-    def offer(self, message: StoredMessage) -> bool:
+    @property
+    def count(self) -> int:
+        """How many of the newest messages the window holds so far."""
+        return len(self._taken)
+
+    def offer(self, message: Message) -> bool:
         """Take `message` (the next older one) if it fits; False once full."""
         if self._full:
             return False
@@ -48,6 +69,12 @@ class HistorySelector:
             self._full = True
         return True
 
-    def messages(self) -> list[StoredMessage]:
+    def offer_all(self, newest_first: Iterable[Message]) -> None:
+        """Offer messages, newest first, until the window is full."""
+        for message in newest_first:
+            if not self.offer(message):
+                return
+
+    def messages(self) -> list[Message]:
         """The window's messages, oldest first."""
         return self._taken[::-1]

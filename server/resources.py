@@ -52,9 +52,11 @@ class Resources:
             open=False,
         )
         await postgres.open(wait=False)
+        # No socket_timeout: redis-py then arms a timer around every read and
+        # write, which costs more CPU than a history read's Redis work; the
+        # session cache bounds each call with one timeout instead.
         redis = Redis.from_url(
             settings.redis_url,
-            socket_timeout=timeout,
             socket_connect_timeout=timeout,
             # A connection broken by a Redis restart is retried on a new one.
             # Safe for every command we send: the session scripts are

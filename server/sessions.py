@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from server import validation
 from server.errors import AlreadyExists, InvalidArgument, NotFound
-from server.history import HistorySelector
+from server.history import HistorySelector, WindowFields
 from server.models import (
     AppendResult,
     HistoryWindow,
@@ -27,7 +27,8 @@ from server.models import (
 )
 from server.pagination import decode_page_token, encode_page_token, page_size
 from server.resources import Resources
-from server.stores import session_store
+from server.stores import message_codec, session_store
+from server.stores.message_codec import EncodedMessage
 from server.stores.session_cache import SessionCache
 
 # For windows whose size in messages is not known in advance (runs, tokens),
@@ -44,7 +45,11 @@ class SessionService:
         self._settings = resources.settings
         self._postgres = resources.postgres
         self._tokens = resources.tokens
-        self._cache = SessionCache(resources.redis, window=self._settings.session_window)
+        self._cache = SessionCache(
+            resources.redis,
+            window=self._settings.session_window,
+            timeout=self._settings.store_timeout,
+        )
 
     # -- validation ------------------------------------------------------
 
@@ -163,32 +168,35 @@ class SessionService:
 
     async def history(
         self, *, user_id: str, session_id: str, window: HistoryWindow
-    ) -> list[StoredMessage]:
-        """The newest messages that fit `window`, oldest first; empty when the
-        user has no such session."""
+    ) -> list[EncodedMessage]:
+        """The newest messages that fit `window`, oldest first, in their stored
+        encoding (server.stores.message_codec); empty when the user has no such
+        session."""
         self._user_id(user_id)
         self._session_id(session_id)
         if window.kind is WindowKind.LAST_MESSAGES:
-            steps: tuple[int, ...] = (window.limit,)
-        else:
-            steps = (_FIRST_TAIL, self._settings.session_window)
-        for count in steps:
+            # The hot path: the answer is the tail itself, passed on undecoded.
+            tail = await self._cache.tail(user_id, session_id, window.limit)
+            if tail is None:
+                return await self._rebuild_and_select(user_id, session_id, window)
+            if len(tail.entries) == window.limit or tail.reaches_session_start:
+                return tail.entries
+            return await self._select_from_postgres(user_id, session_id, window)
+        for count in (_FIRST_TAIL, self._settings.session_window):
             tail = await self._cache.tail(user_id, session_id, count)
             if tail is None:
                 return await self._rebuild_and_select(user_id, session_id, window)
-            selector = HistorySelector(window)
-            for message in reversed(tail.messages):
-                if not selector.offer(message):
-                    break
+            selector = HistorySelector[WindowFields](window)
+            selector.offer_all(message_codec.window_fields(e) for e in reversed(tail.entries))
             if selector.full or tail.reaches_session_start:
-                return selector.messages()
+                return tail.entries[len(tail.entries) - selector.count :]
             if tail.is_whole_window:
                 break  # older messages are only in Postgres
         return await self._select_from_postgres(user_id, session_id, window)
 
     async def _rebuild_and_select(
         self, user_id: str, session_id: str, window: HistoryWindow
-    ) -> list[StoredMessage]:
+    ) -> list[EncodedMessage]:
         """Reload the Redis window from Postgres and answer from it."""
         async with self._postgres.connection() as conn, conn.transaction():
             session = await session_store.lock_session_for_read(
@@ -202,20 +210,21 @@ class SessionService:
                 session_id=session_id,
                 limit=self._settings.session_window,
             )
+            encoded = [message_codec.encode(m) for m in reversed(newest)]
             if newest:
-                await self._cache.load(user_id, session_id, newest[::-1], ttl=session.ttl)
-            selector = HistorySelector(window)
-            for message in newest:
-                if not selector.offer(message):
-                    break
+                await self._cache.load(
+                    user_id, session_id, encoded, last_seq=newest[0].seq, ttl=session.ttl
+                )
+            selector = HistorySelector[StoredMessage](window)
+            selector.offer_all(newest)
             if selector.full or len(newest) < self._settings.session_window:
-                return selector.messages()
+                return encoded[len(encoded) - selector.count :]
         return await self._select_from_postgres(user_id, session_id, window)
 
     async def _select_from_postgres(
         self, user_id: str, session_id: str, window: HistoryWindow
-    ) -> list[StoredMessage]:
-        selector = HistorySelector(window)
+    ) -> list[EncodedMessage]:
+        selector = HistorySelector[StoredMessage](window)
         async with self._postgres.connection() as conn:
             async for message in session_store.iter_older_messages(
                 conn,
@@ -226,7 +235,7 @@ class SessionService:
             ):
                 if not selector.offer(message):
                     break
-        return selector.messages()
+        return [message_codec.encode(m) for m in selector.messages()]
 
     async def list_sessions(
         self, *, user_id: str, agent_id: str, page_size_requested: int, page_token: str

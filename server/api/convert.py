@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, json_format, timestamp_pb2
 
 from memoryd.v1 import session_service_pb2 as pb
 from server.errors import InvalidArgument
-from server.models import NewMessage, Role, Session, StoredMessage
+from server.models import NewMessage, Role, Session
 
 _ROLES = ", ".join(role.value for role in Role)
 
@@ -67,29 +67,6 @@ def new_message(index: int, message: pb.Message) -> NewMessage:
             json_format.MessageToDict(message.metadata) if message.HasField("metadata") else None
         ),
     )
-
-
-def message_to_pb(message: StoredMessage) -> pb.Message:
-    out = pb.Message(
-        role=message.role.value,
-        name=message.name,
-        content=message.content,
-        run_id=message.run_id,
-        seq=message.seq,
-        id=message.id,
-        token_count=message.token_count,
-    )
-    # Set in place: Timestamp.FromDatetime is slow pure Python, and this runs
-    # for every message GetHistory returns.
-    micros = round(message.create_time.timestamp() * 1_000_000)
-    seconds, remainder = divmod(micros, 1_000_000)
-    out.create_time.seconds = seconds
-    out.create_time.nanos = remainder * 1000
-    if message.metadata is not None:
-        metadata = struct_pb2.Struct()
-        metadata.update(message.metadata)
-        out.metadata.CopyFrom(metadata)
-    return out
 
 
 def session_to_pb(session: Session) -> pb.Session:

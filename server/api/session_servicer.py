@@ -11,6 +11,7 @@ from memoryd.v1 import session_service_pb2_grpc as pb_grpc
 from server.api import convert
 from server.models import WindowKind
 from server.sessions import SessionService
+from server.stores import message_codec
 
 Context = ServicerContext[Any, Any]
 
@@ -36,7 +37,7 @@ class SessionServicer(pb_grpc.SessionServiceServicer):
         return pb.AppendMessagesResponse(
             appended_count=len(result.messages),
             session=convert.session_to_pb(result.session),
-            messages=[convert.message_to_pb(m) for m in result.messages],
+            messages=[message_codec.to_pb(m) for m in result.messages],
         )
 
     async def GetHistory(
@@ -45,10 +46,14 @@ class SessionServicer(pb_grpc.SessionServiceServicer):
         bound = request.WhichOneof("window")
         kind = WindowKind(bound) if bound else None
         window = self._sessions.history_window(kind, getattr(request, bound) if bound else 0)
-        messages = await self._sessions.history(
+        encoded = await self._sessions.history(
             user_id=request.user_id, session_id=request.session_id, window=window
         )
-        return pb.GetHistoryResponse(messages=[convert.message_to_pb(m) for m in messages])
+        # Stored messages are already memoryd.v1.Message encodings.
+        response = pb.GetHistoryResponse()
+        for entry in encoded:
+            response.messages.add().MergeFromString(entry)
+        return response
 
     async def ListSessions(
         self, request: pb.ListSessionsRequest, context: Context

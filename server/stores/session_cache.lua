@@ -29,20 +29,19 @@ if op == 'append' then
   return 1
 
 elseif op == 'tail' then
-  -- ARGV: op, count. Returns {last_seq, list length, newest `count` entries}
-  -- and slides the TTL, or nil when the window is not cached.
+  -- ARGV: op, count. Returns {last_seq, newest `count` entries} and slides
+  -- the TTL, or nil when the window is not cached.
   local meta = redis.call('HMGET', KEYS[2], 'last_seq', 'ttl_ms')
   if meta[1] == false then
     return nil
   end
-  local length = redis.call('LLEN', KEYS[1])
-  if length == 0 then
-    return nil
-  end
   local entries = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[2]), -1)
+  if #entries == 0 then
+    return nil  -- the list was evicted without its meta hash
+  end
   redis.call('PEXPIRE', KEYS[1], meta[2])
   redis.call('PEXPIRE', KEYS[2], meta[2])
-  return {meta[1], length, entries}
+  return {meta[1], entries}
 
 elseif op == 'load' then
   -- ARGV: op, last_seq, ttl_ms, entries... Replaces the window.

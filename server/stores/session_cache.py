@@ -7,80 +7,40 @@ session_cache.lua for the consistency rule between the list and Postgres.
 
 from __future__ import annotations
 
-import json
+import asyncio
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
 
-from server.models import Role, StoredMessage
-from server.stores import redis_keys
+from server.models import StoredMessage
+from server.stores import message_codec, redis_keys
+from server.stores.message_codec import EncodedMessage
 
 _SCRIPT = resources.files("server.stores").joinpath("session_cache.lua").read_text()
 
 
 @dataclass(frozen=True, slots=True)
 class CachedTail:
-    """The newest cached messages of a session, oldest first."""
+    """The newest cached messages of a session, oldest first, encoded."""
 
     last_seq: int
-    cached_count: int
-    messages: list[StoredMessage]
-
-    @property
-    def is_whole_window(self) -> bool:
-        """True when `messages` holds every cached message."""
-        return len(self.messages) == self.cached_count
+    entries: list[EncodedMessage]
+    # True when `entries` holds every cached message of the session.
+    is_whole_window: bool
 
     @property
     def reaches_session_start(self) -> bool:
-        return bool(self.messages) and self.messages[0].seq == 1
-
-
-def encode_message(message: StoredMessage) -> str:
-    return json.dumps(
-        {
-            "s": message.seq,
-            "i": message.id,
-            "r": message.role.value,
-            "c": message.content,
-            "n": message.name,
-            "u": message.run_id,
-            "t": message.create_time.timestamp(),
-            "k": message.token_count,
-            "m": message.metadata,
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-
-
-_ROLES = {role.value: role for role in Role}
-
-
-def decode_message(raw: bytes) -> StoredMessage:
-    # On the GetHistory hot path: json.loads is faster on str than on bytes,
-    # and a dict lookup beats the Enum constructor.
-    entry: dict[str, Any] = json.loads(raw.decode())
-    return StoredMessage(
-        entry["s"],
-        entry["i"],
-        _ROLES[entry["r"]],
-        entry["c"],
-        entry["n"],
-        entry["u"],
-        datetime.fromtimestamp(entry["t"], UTC),
-        entry["k"],
-        entry["m"],
-    )
+        return self.last_seq == len(self.entries)
 
 
 class SessionCache:
-    def __init__(self, redis: Redis, *, window: int) -> None:
+    def __init__(self, redis: Redis, *, window: int, timeout: timedelta) -> None:
         self._redis = redis
         self._window = window
+        self._timeout = timeout.total_seconds()
         self._script = redis.register_script(_SCRIPT)
 
     @staticmethod
@@ -102,36 +62,49 @@ class SessionCache:
             _millis(ttl),
             self._window,
         ]
-        args.extend(encode_message(m) for m in messages)
-        await self._script(keys=self._keys(user_id, session_id), args=args)
+        args.extend(message_codec.encode(m) for m in messages)
+        await self._call(user_id, session_id, args)
 
     async def tail(self, user_id: str, session_id: str, count: int) -> CachedTail | None:
         """The newest `count` cached messages, or None when not cached."""
-        reply = await self._script(keys=self._keys(user_id, session_id), args=["tail", count])
+        reply = await self._call(user_id, session_id, ["tail", count])
         if reply is None:
             return None
-        last_seq, cached_count, entries = reply
+        last_seq, entries = reply
         return CachedTail(
             last_seq=int(last_seq),
-            cached_count=int(cached_count),
-            messages=[decode_message(raw) for raw in entries],
+            entries=entries,
+            # The list is trimmed to the window, so a short reply is all of it.
+            is_whole_window=len(entries) < count or count >= self._window,
         )
 
     async def load(
-        self, user_id: str, session_id: str, messages: list[StoredMessage], *, ttl: timedelta
+        self,
+        user_id: str,
+        session_id: str,
+        entries: list[EncodedMessage],
+        *,
+        last_seq: int,
+        ttl: timedelta,
     ) -> None:
-        """Replace the window with `messages` (the newest of the session, oldest first)."""
-        newest = messages[-self._window :]
-        args: list[Any] = ["load", newest[-1].seq, _millis(ttl)]
-        args.extend(encode_message(m) for m in newest)
-        await self._script(keys=self._keys(user_id, session_id), args=args)
+        """Replace the window with `entries`: the session's newest messages,
+        oldest first, the last of them numbered last_seq."""
+        args: list[Any] = ["load", last_seq, _millis(ttl)]
+        args.extend(entries[-self._window :])
+        await self._call(user_id, session_id, args)
 
     async def drop(self, user_id: str, session_ids: list[str]) -> None:
         """Forget the windows of these sessions of one user."""
-        async with self._redis.pipeline(transaction=False) as pipe:
+        async with asyncio.timeout(self._timeout), self._redis.pipeline(transaction=False) as pipe:
             for session_id in session_ids:
                 pipe.delete(*self._keys(user_id, session_id))
             await pipe.execute()
+
+    async def _call(self, user_id: str, session_id: str, args: list[Any]) -> Any:
+        # One timeout around the whole call: redis-py's per-read socket
+        # timeouts cost more CPU than the rest of a history read's Redis work.
+        async with asyncio.timeout(self._timeout):
+            return await self._script(keys=self._keys(user_id, session_id), args=args)
 
 
 def _millis(ttl: timedelta) -> int:

@@ -11,7 +11,7 @@ from server.errors import AlreadyExists, InvalidArgument, NotFound
 from server.models import HistoryWindow, NewMessage, Role, StoredMessage, WindowKind
 from server.resources import Resources
 from server.sessions import SessionService
-from server.stores import redis_keys
+from server.stores import message_codec, redis_keys
 
 pytestmark = pytest.mark.integration
 
@@ -25,6 +25,13 @@ def contents(messages: list[StoredMessage]) -> list[str]:
 
 
 LAST_20 = HistoryWindow(WindowKind.LAST_MESSAGES, 20)
+
+
+async def read(
+    sessions: SessionService, *, user_id: str, session_id: str, window: HistoryWindow
+) -> list[StoredMessage]:
+    encoded = await sessions.history(user_id=user_id, session_id=session_id, window=window)
+    return [message_codec.decode(entry) for entry in encoded]
 
 
 async def cached_length(resources: Resources, user_id: str, session_id: str) -> int:
@@ -45,7 +52,7 @@ async def test_append_assigns_consecutive_seqs_and_reads_back_in_order(
     assert [m.seq for m in first.messages + second.messages] == [1, 2, 3]
     assert second.session.message_count == 3
     assert second.session.agent_id == "coach"  # the first append's agent is kept
-    history = await sessions.history(user_id=user_id, session_id="s", window=LAST_20)
+    history = await read(sessions, user_id=user_id, session_id="s", window=LAST_20)
     assert contents(history) == ["a", "b", "c"]
     assert all(m.token_count > 0 for m in history)
 
@@ -63,16 +70,22 @@ async def test_concurrent_appends_keep_one_total_order(
         )
 
     await asyncio.gather(*(append(i) for i in range(20)))
-    cached = await sessions.history(
-        user_id=user_id, session_id="busy", window=HistoryWindow(WindowKind.LAST_MESSAGES, 100)
+    cached = await read(
+        sessions,
+        user_id=user_id,
+        session_id="busy",
+        window=HistoryWindow(WindowKind.LAST_MESSAGES, 100),
     )
     assert [m.seq for m in cached] == list(range(1, 41))
     # Each append's two messages stay adjacent, and Redis agrees with Postgres.
     for a, b in zip(cached[::2], cached[1::2], strict=True):
         assert a.content.removesuffix("-a") == b.content.removesuffix("-b")
     await resources.redis.delete(redis_keys.session_meta(user_id, "busy"))
-    rebuilt = await sessions.history(
-        user_id=user_id, session_id="busy", window=HistoryWindow(WindowKind.LAST_MESSAGES, 100)
+    rebuilt = await read(
+        sessions,
+        user_id=user_id,
+        session_id="busy",
+        window=HistoryWindow(WindowKind.LAST_MESSAGES, 100),
     )
     assert rebuilt == cached
 
@@ -84,7 +97,7 @@ async def test_acknowledged_append_survives_losing_redis(
         user_id=user_id, session_id="s", agent_id="", messages=said("kept", "too"), ttl=None
     )
     await resources.redis.flushall()
-    history = await sessions.history(user_id=user_id, session_id="s", window=LAST_20)
+    history = await read(sessions, user_id=user_id, session_id="s", window=LAST_20)
     assert contents(history) == ["kept", "too"]
     # ...and the window was rebuilt, so appends continue it.
     await sessions.append(
@@ -106,16 +119,19 @@ async def test_history_windows_by_messages_runs_and_tokens(
         )
 
     async def window(kind: WindowKind, limit: int) -> list[str]:
-        found = await sessions.history(
-            user_id=user_id, session_id="s", window=HistoryWindow(kind, limit)
+        found = await read(
+            sessions, user_id=user_id, session_id="s", window=HistoryWindow(kind, limit)
         )
         return contents(found)
 
     assert await window(WindowKind.LAST_MESSAGES, 2) == ["c2", "c3"]
     assert await window(WindowKind.LAST_RUNS, 2) == ["b1", "c1", "c2", "c3"]
     assert await window(WindowKind.LAST_RUNS, 10) == ["a1", "a2", "b1", "c1", "c2", "c3"]
-    everything = await sessions.history(
-        user_id=user_id, session_id="s", window=HistoryWindow(WindowKind.LAST_MESSAGES, 10)
+    everything = await read(
+        sessions,
+        user_id=user_id,
+        session_id="s",
+        window=HistoryWindow(WindowKind.LAST_MESSAGES, 10),
     )
     newest_four = sum(m.token_count for m in everything[-4:])
     assert await window(WindowKind.MAX_TOKENS, newest_four) == ["b1", "c1", "c2", "c3"]
@@ -142,12 +158,12 @@ async def test_history_beyond_the_redis_window_reads_postgres(
         ttl=None,
     )
     assert await cached_length(resources, user_id, "long") == 5
-    found = await small.history(
-        user_id=user_id, session_id="long", window=HistoryWindow(WindowKind.LAST_MESSAGES, 8)
+    found = await read(
+        small, user_id=user_id, session_id="long", window=HistoryWindow(WindowKind.LAST_MESSAGES, 8)
     )
     assert contents(found) == [str(i) for i in range(4, 12)]
-    runs = await small.history(
-        user_id=user_id, session_id="long", window=HistoryWindow(WindowKind.MAX_TOKENS, 100)
+    runs = await read(
+        small, user_id=user_id, session_id="long", window=HistoryWindow(WindowKind.MAX_TOKENS, 100)
     )
     assert len(runs) == 12
 
@@ -166,7 +182,7 @@ async def test_ttl_slides_on_read_and_can_be_set_per_call(
     assert 25_000 < await resources.redis.pttl(key) <= 30_000
     await resources.redis.pexpire(key, 1000)
     await resources.redis.pexpire(redis_keys.session_meta(user_id, "s"), 1000)
-    await sessions.history(user_id=user_id, session_id="s", window=LAST_20)
+    await read(sessions, user_id=user_id, session_id="s", window=LAST_20)
     assert await resources.redis.pttl(key) > 25_000
 
 
@@ -174,7 +190,7 @@ async def test_another_users_session_reads_as_empty(sessions: SessionService, us
     await sessions.append(
         user_id=user_id, session_id="private", agent_id="", messages=said("secret"), ttl=None
     )
-    other = await sessions.history(user_id=user_id + "-x", session_id="private", window=LAST_20)
+    other = await read(sessions, user_id=user_id + "-x", session_id="private", window=LAST_20)
     assert other == []
 
 
@@ -191,7 +207,7 @@ async def test_duplicate_message_id_is_rejected_and_nothing_is_appended(
         await sessions.append(
             user_id=user_id, session_id="s", agent_id="", messages=again, ttl=None
         )
-    history = await sessions.history(user_id=user_id, session_id="s", window=LAST_20)
+    history = await read(sessions, user_id=user_id, session_id="s", window=LAST_20)
     assert contents(history) == ["one"]
     # The failed append consumed no seq.
     later = await sessions.append(
@@ -245,11 +261,11 @@ async def test_deletes_remove_redis_and_postgres_copies(
         )
     assert await sessions.delete_session(user_id=user_id, session_id="a") == 1
     assert not await resources.redis.exists(redis_keys.session_messages(user_id, "a"))
-    assert await sessions.history(user_id=user_id, session_id="a", window=LAST_20) == []
+    assert await read(sessions, user_id=user_id, session_id="a", window=LAST_20) == []
     with pytest.raises(NotFound):
         await sessions.delete_session(user_id=user_id, session_id="a")
     assert await sessions.delete_user_sessions(user_id=user_id) == 2
-    assert await sessions.history(user_id=user_id, session_id="b", window=LAST_20) == []
+    assert await read(sessions, user_id=user_id, session_id="b", window=LAST_20) == []
     page = await sessions.list_sessions(
         user_id=user_id, agent_id="", page_size_requested=0, page_token=""
     )
@@ -271,11 +287,9 @@ async def test_delete_sessions_before_cutoff_keeps_newer_and_other_users(
         user_id=user_id, session_id="new", agent_id="", messages=said("n"), ttl=None
     )
     assert await sessions.delete_sessions_before(cutoff, user_id=user_id, all_users=False) == 1
-    assert contents(await sessions.history(user_id=user_id, session_id="new", window=LAST_20)) == [
+    assert contents(await read(sessions, user_id=user_id, session_id="new", window=LAST_20)) == [
         "n"
     ]
-    assert contents(await sessions.history(user_id=other, session_id="old", window=LAST_20)) == [
-        "o"
-    ]
+    assert contents(await read(sessions, user_id=other, session_id="old", window=LAST_20)) == ["o"]
     with pytest.raises(InvalidArgument, match="all_users"):
         await sessions.delete_sessions_before(cutoff, user_id=None, all_users=False)

@@ -20,7 +20,7 @@ def message(seq: int, *, run_id: str = "", tokens: int = 1) -> StoredMessage:
 
 
 def select(kind: WindowKind, limit: int, messages: list[StoredMessage]) -> list[int]:
-    selector = HistorySelector(HistoryWindow(kind, limit))
+    selector = HistorySelector[StoredMessage](HistoryWindow(kind, limit))
     for candidate in reversed(messages):
         if not selector.offer(candidate):
             break
@@ -32,7 +32,7 @@ def test_last_messages_keeps_the_newest_oldest_first() -> None:
 
 
 def test_last_messages_is_full_after_exactly_n() -> None:
-    selector = HistorySelector(HistoryWindow(WindowKind.LAST_MESSAGES, 1))
+    selector = HistorySelector[StoredMessage](HistoryWindow(WindowKind.LAST_MESSAGES, 1))
     assert selector.offer(message(2))
     assert selector.full
     assert not selector.offer(message(1))
