@@ -9,7 +9,8 @@ BUF := tools/node_modules/.bin/buf
 STAMP := $(VENV)/.installed
 PROTOS := $(wildcard proto/memoryd/v1/*.proto)
 
-.PHONY: help up smoke venv test test-unit lint typecheck format proto proto-check buf-lint bench lock clean
+.PHONY: help up smoke venv test test-unit lint typecheck format proto proto-check buf-lint bench \
+	bench-sessions bench-search bench-recall lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -71,8 +72,19 @@ proto-check: proto  ## fail when the committed stubs differ from freshly generat
 	@test -z "$$(git ls-files --others --exclude-standard clients/python/memoryd/v1)" || \
 	  { echo "new generated stubs are not committed: run 'make proto' and commit"; exit 1; }
 
-bench: venv  ## benchmarks (bench/); figures go to stdout
-	$(PY) -m bench.sessions
+bench: venv  ## all benchmarks on their own stacks (bench/); figures go to stdout
+	$(MAKE) --no-print-directory bench-sessions bench-search
+
+bench-sessions: venv  ## session memory latency vs Health/Check and LRANGE
+	$(PY) -m bench.cli sessions
+
+bench-search: venv  ## ingest, embedding rate, search latency, ANN recall (bench/results/search.json)
+	$(PY) -m bench.cli search
+
+DATASET ?= bench/data/tiny.jsonl
+TARGET ?= 127.0.0.1:50051
+bench-recall: venv  ## evidence recall@k on DATASET (JSONL) against a running memoryd at TARGET
+	$(PY) -m bench.cli recall --dataset $(DATASET) --target $(TARGET)
 
 lock:  ## re-pin requirements.lock from requirements.in
 	$(PY) -m piptools compile --quiet --strip-extras --no-emit-find-links --no-emit-index-url \

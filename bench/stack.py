@@ -2,8 +2,10 @@
 
 The server runs in its own process so that the benchmark's client, which is
 CPU-bound Python too, never shares an event loop with it: the server is what
-is measured. Everything started here is stopped on the way out, also on an
-error or Ctrl-C (the embedded stores are daemons; nothing else would stop them).
+is measured. Benchmarks of long-term memory also start a `memoryd worker`
+(`running_server(worker=True)`): the server only enqueues embedding jobs.
+Everything started here is stopped on the way out, also on an error or
+Ctrl-C (the embedded stores are daemons; nothing else would stop them).
 """
 
 from __future__ import annotations
@@ -57,15 +59,18 @@ class ServerProcess:
     # True when the stores were started here (local processes whose CPU the
     # benchmark can meter), False for MEMORYD_*_URL stores.
     embedded_stores: bool
+    # The `memoryd worker` process, when one was asked for.
+    worker_pid: int | None = None
 
 
 @contextlib.contextmanager
 def running_server(
-    *, data_dir: Path | None = None, log_level: str = "WARNING"
+    *, data_dir: Path | None = None, log_level: str = "WARNING", worker: bool = False
 ) -> Iterator[ServerProcess]:
     """Stores (MEMORYD_POSTGRES_URL/MEMORYD_REDIS_URL if both are set, else the
     embedded ones in `data_dir` or a temp dir), migrations, and a server
-    process on a free port that reports SERVING."""
+    process on a free port that reports SERVING; with `worker`, also a
+    `memoryd worker` on the same stores (stopped before them)."""
     with contextlib.ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="memoryd-bench-")))
         urls, embedded = _store_urls(stack, data_dir or scratch / "data")
@@ -80,6 +85,15 @@ def running_server(
         process = _start(command, urls, address, log_path, log_level)
         stack.callback(_report_log, log_path)
         stack.callback(_stop, process)
+        worker_pid = None
+        if worker:
+            # Started before waiting for the server: both load the embedding model.
+            worker_log = scratch / "worker.log"
+            progress("starting `memoryd worker`")
+            worker_process = _start(_worker_command(), urls, address, worker_log, log_level)
+            stack.callback(_report_log, worker_log, "worker")
+            stack.callback(_stop, worker_process, "worker")
+            worker_pid = worker_process.pid
         _wait_serving(address, process, log_path)
         progress(f"server pid {process.pid} is SERVING")
         yield ServerProcess(
@@ -89,6 +103,7 @@ def running_server(
             postgres_url=urls.postgres_url,
             redis_url=urls.redis_url,
             embedded_stores=embedded,
+            worker_pid=worker_pid,
         )
 
 
@@ -124,6 +139,13 @@ def _server_command() -> tuple[list[str], str]:
     if script.exists() and importlib.util.find_spec("server.cli") is not None:
         return [str(script), "serve"], "memoryd serve"
     return [sys.executable, "-c", _INLINE_SERVER], "inline serve(), server.cli is missing"
+
+
+def _worker_command() -> list[str]:
+    script = Path(sys.executable).with_name("memoryd")
+    if script.exists():
+        return [str(script), "worker"]
+    return [sys.executable, "-m", "server.cli", "worker"]
 
 
 def _start(
@@ -164,10 +186,10 @@ def _wait_serving(address: str, process: subprocess.Popen[bytes], log_path: Path
     )
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def _stop(process: subprocess.Popen[bytes], name: str = "server") -> None:
     if process.poll() is not None:
         return
-    progress(f"stopping the server (pid {process.pid})")
+    progress(f"stopping the {name} (pid {process.pid})")
     process.send_signal(signal.SIGTERM)  # graceful: drains, closes its pools
     try:
         process.wait(_STOP_TIMEOUT_S)
@@ -176,12 +198,12 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def _report_log(log_path: Path) -> None:
+def _report_log(log_path: Path, name: str = "server") -> None:
     # At WARNING the log is empty on a clean run; anything in it (errors,
     # NOT_SERVING) may explain odd figures, so show it before it is deleted.
     tail = _tail(log_path)
     if tail:
-        progress(f"the server logged (last lines):\n{tail}")
+        progress(f"the {name} logged (last lines):\n{tail}")
 
 
 def _tail(log_path: Path, lines: int = 30) -> str:

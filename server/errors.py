@@ -54,3 +54,9 @@ class StoreUnavailable(MemorydError):
     """Postgres or Redis cannot be reached; the call may be retried."""
 
     reason = "STORE_UNAVAILABLE"
+
+
+class DeadlineExceeded(MemorydError):
+    """The call's deadline passed before its work could finish."""
+
+    reason = "DEADLINE_EXCEEDED"

@@ -8,15 +8,18 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from arq.connections import ArqRedis
 from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from server.embedding import Embedder
 from server.errors import FailedPrecondition, StoreUnavailable
+from server.job_queue import QUEUE_NAME
 from server.settings import Settings
 from server.stores.migrations import pending_migrations
 from server.tokens import TokenCounter
@@ -28,6 +31,8 @@ class Resources:
     postgres: AsyncConnectionPool[AsyncConnection[TupleRow]]
     redis: Redis
     tokens: TokenCounter
+    embedder: Embedder
+    arq: ArqRedis
 
     @classmethod
     async def open(cls, settings: Settings) -> Resources:
@@ -64,11 +69,24 @@ class Resources:
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
             retry_on_error=[RedisConnectionError],
         )
+        # Loading the model takes seconds of CPU: off the loop, once, at start.
+        embedder = await asyncio.to_thread(Embedder.load, settings)
+        # The job queue's client: arq's Redis subclass on a pool of its own.
+        # Not arq's create_pool, which pings (retrying for seconds) and fails
+        # when Redis is down; like the pools above, this one connects lazily.
+        arq = ArqRedis(
+            connection_pool=ConnectionPool.from_url(
+                settings.redis_url, socket_connect_timeout=timeout
+            ),
+            default_queue_name=QUEUE_NAME,
+        )
         return cls(
             settings=settings,
             postgres=postgres,
             redis=redis,
             tokens=TokenCounter(settings.tokenizer),
+            embedder=embedder,
+            arq=arq,
         )
 
     async def check_ready(self) -> None:
@@ -87,3 +105,4 @@ class Resources:
     async def close(self) -> None:
         await self.postgres.close()
         await self.redis.aclose()
+        await self.arq.aclose(close_connection_pool=True)

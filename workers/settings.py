@@ -12,20 +12,28 @@ from typing import Any
 
 from arq.connections import RedisSettings
 from arq.cron import cron
-from arq.worker import Worker
+from arq.worker import Worker, func
 
+from server.job_queue import EMBED_MEMORIES, HEALTH_CHECK_KEY, QUEUE_NAME
 from server.resources import Resources
 from server.settings import Settings
 from workers import jobs
 from workers.context import WorkerState, install_state, take_state
 
-# The one place arq's key names are chosen; the server enqueues to the same queue.
-QUEUE_NAME = "memoryd:v1:queue"
-HEALTH_CHECK_KEY = f"{QUEUE_NAME}:health-check"
+__all__ = ["HEALTH_CHECK_KEY", "QUEUE_NAME", "run", "worker_settings"]
 
 # Job defaults; a job that needs other limits says so in its func()/cron().
 JOB_TIMEOUT = timedelta(minutes=5)
 PURGE_TIMEOUT = timedelta(minutes=30)
+# A sweep finding a backlog (after a model change, every row) runs until it is done;
+# the next sweep, or an embed job, picks up where a timed-out one stopped.
+EMBED_TIMEOUT = timedelta(minutes=30)
+# Every 10 s: a write whose embed job was lost becomes searchable within that.
+SWEEP_SECONDS = set(range(0, 60, 10))
+# Jobs one worker runs at once. Embedding takes every core it is given
+# (settings.embedding_threads) and the Embedder runs one model call at a time,
+# so more concurrency only lets DB-bound jobs (purges) overlap with it.
+MAX_JOBS = 4
 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:
@@ -42,11 +50,24 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
             await state.resources.close()
 
     return {
-        "functions": [],
-        "cron_jobs": [
-            # unique: with several workers, each hour's run happens once.
-            cron(jobs.purge_idle_sessions, minute=0, unique=True, timeout=PURGE_TIMEOUT),
+        "functions": [
+            # keep_result=0: the job id (embed:<first id>) can be enqueued again at
+            # once, e.g. when that memory's content changes.
+            func(jobs.embed_memories, name=EMBED_MEMORIES, keep_result=0, timeout=EMBED_TIMEOUT),
         ],
+        "cron_jobs": [
+            # unique: with several workers, each run happens once.
+            cron(jobs.purge_idle_sessions, minute=0, unique=True, timeout=PURGE_TIMEOUT),
+            cron(
+                jobs.sweep_unembedded,
+                second=SWEEP_SECONDS,
+                unique=True,
+                timeout=EMBED_TIMEOUT,
+                run_at_startup=True,
+            ),
+            cron(jobs.purge_expired_memories, second=0, unique=True, timeout=PURGE_TIMEOUT),
+        ],
+        "max_jobs": MAX_JOBS,
         "queue_name": QUEUE_NAME,
         "health_check_key": HEALTH_CHECK_KEY,
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),

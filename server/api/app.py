@@ -17,8 +17,11 @@ from memoryd.v1 import memory_service_pb2_grpc as memory_grpc
 from memoryd.v1 import session_service_pb2_grpc as session_grpc
 from server.api.health import StoreHealth
 from server.api.interceptor import RequestInterceptor
+from server.api.memory_servicer import MemoryServicer
 from server.api.session_servicer import SessionServicer
+from server.memories import MemoryService
 from server.resources import Resources
+from server.search import MemorySearch
 from server.sessions import SessionService
 from server.settings import Settings
 
@@ -59,11 +62,9 @@ async def start_server(settings: Settings, resources: Resources) -> RunningServe
     session_grpc.add_SessionServiceServicer_to_server(
         SessionServicer(SessionService(resources)), server
     )
-    # The generated base answers UNIMPLEMENTED to every method until
-    # long-term memory lands; it is abstract only in the type stubs.
+    memories = MemoryService(resources)
     memory_grpc.add_MemoryServiceServicer_to_server(
-        memory_grpc.MemoryServiceServicer(),  # type: ignore[abstract]
-        server,
+        MemoryServicer(memories, MemorySearch(resources, memories)), server
     )
     health = StoreHealth(resources, services=SERVICE_NAMES)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)

@@ -43,7 +43,8 @@ def test_worker_stops_within_seconds_on_sigterm(memoryd_stack: MemorydUp) -> Non
         text=True,
     ) as worker:
         try:
-            _wait_for_line(worker, "Starting worker", timeout=60)
+            # Past on_startup (model load): the startup sweep is the first job.
+            _wait_for_line(worker, "sweep_unembedded", timeout=120)
             started = time.monotonic()
             worker.send_signal(signal.SIGTERM)
             assert worker.wait(timeout=10) == 0

@@ -4,12 +4,14 @@ free ports, plus a real gRPC server over a socket."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from arq.worker import Worker
 
 from memoryd.v1 import session_service_pb2_grpc as session_grpc
 from server.api.app import RunningServer, start_server
@@ -20,6 +22,7 @@ from server.settings import Settings
 from server.stack_file import StoreUrls
 from server.stores.migrations import apply_migrations
 from tests.support.processes import scratch_dir
+from workers.settings import worker_settings
 
 pytestmark = pytest.mark.integration
 
@@ -81,6 +84,18 @@ async def server(settings: Settings, resources: Resources) -> AsyncIterator[Runn
 async def channel(server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(server.address) as opened:
         yield opened
+
+
+@pytest.fixture(scope="session")
+async def embedding_worker(settings: Settings) -> AsyncIterator[None]:
+    """A real arq worker in this process, embedding what the tests create."""
+    worker = Worker(**{**worker_settings(settings), "handle_signals": False})
+    task = asyncio.create_task(worker.async_run())
+    yield
+    await worker.close()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 @pytest.fixture

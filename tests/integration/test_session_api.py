@@ -236,6 +236,6 @@ async def test_health_serving_and_reflection_and_unimplemented_memory(
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
     memory = memory_grpc.MemoryServiceStub(channel)
     await expect_error(
-        memory.GetMemory(mpb.GetMemoryRequest(user_id="u", id="1")),
+        memory.ExtractMemories(mpb.ExtractMemoriesRequest(user_id="u", session_id="s")),
         grpc.StatusCode.UNIMPLEMENTED,
     )

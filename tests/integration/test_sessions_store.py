@@ -148,6 +148,8 @@ async def test_history_beyond_the_redis_window_reads_postgres(
             postgres=resources.postgres,
             redis=resources.redis,
             tokens=resources.tokens,
+            embedder=resources.embedder,
+            arq=resources.arq,
         )
     )
     await small.append(

@@ -8,6 +8,7 @@ from typing import Any, cast
 
 import pytest
 
+from server.job_queue import EMBED_MEMORIES
 from server.resources import Resources
 from server.settings import Settings
 from workers import jobs
@@ -68,14 +69,24 @@ def test_take_state_tolerates_a_failed_startup() -> None:
     assert take_state({}) is None
 
 
-def test_worker_settings_use_our_queue_and_hourly_unique_purge() -> None:
+def test_worker_settings_use_our_queue_and_unique_crons() -> None:
     config = worker_settings(Settings(redis_url="redis://127.0.0.1:6390/2"))
     assert config["queue_name"] == QUEUE_NAME
     assert config["redis_settings"].port == 6390
     assert config["redis_settings"].database == 2
-    [purge] = config["cron_jobs"]
-    assert purge.coroutine is jobs.purge_idle_sessions
-    assert purge.unique and purge.minute == 0
+    crons = {job.coroutine: job for job in config["cron_jobs"]}
+    assert all(job.unique for job in crons.values())
+    assert crons[jobs.purge_idle_sessions].minute == 0
+    assert crons[jobs.sweep_unembedded].second == set(range(0, 60, 10))
+    assert crons[jobs.purge_expired_memories].second == 0
+
+
+def test_the_embed_job_is_registered_under_the_name_the_server_enqueues() -> None:
+    config = worker_settings(Settings(redis_url="redis://127.0.0.1:6390/2"))
+    [embed] = config["functions"]
+    assert embed.name == EMBED_MEMORIES and embed.coroutine is jobs.embed_memories
+    # Its id can be reused as soon as it finishes (a memory's content changed).
+    assert embed.keep_result_s == 0
 
 
 def test_worker_settings_need_a_redis_url() -> None:

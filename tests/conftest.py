@@ -1,4 +1,5 @@
-"""A real `memoryd up` (embedded stores, server, worker) for the whole e2e run."""
+"""Fixtures shared by the e2e suites: a real `memoryd up` (embedded stores,
+server, worker) for the whole run, and scratch data dirs."""
 
 from __future__ import annotations
 
