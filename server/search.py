@@ -16,9 +16,10 @@ from datetime import UTC, datetime
 from server import validation
 from server.errors import DeadlineExceeded, InvalidArgument
 from server.memories import MemoryService
-from server.memory_models import Memory, SearchHit, SearchMode, SearchQuery
+from server.memory_models import SearchHit, SearchMode, SearchQuery
 from server.resources import Resources
 from server.stores import search_store
+from server.stores.search_store import Candidate
 
 # The usual constant of reciprocal rank fusion: ranks past the first few
 # matter less, and neither signal dominates.
@@ -70,9 +71,9 @@ class MemorySearch:
         query = self.check(user_id, query)
         if wait_for_index:
             await self._wait_for_index(user_id, time_left)
-        candidates = self._settings.search_candidates
-        semantic: list[tuple[str, float]] = []
-        keyword: list[tuple[str, float]] = []
+        candidates = max(self._settings.search_candidates, query.limit)
+        semantic: list[Candidate] = []
+        keyword: list[Candidate] = []
         if query.mode is not SearchMode.KEYWORD:
             vector = await self._embedder.embed_query(query.text)
         async with self._postgres.connection() as conn, conn.transaction():
@@ -86,7 +87,7 @@ class MemorySearch:
                     model=self._store.embedding_model,
                     query_vector=vector,
                     memory_filter=query.filter,
-                    limit=max(candidates, query.limit),
+                    limit=candidates,
                     exact=rows <= self._settings.exact_search_max_rows,
                 )
             if query.mode is not SearchMode.SEMANTIC:
@@ -95,29 +96,31 @@ class MemorySearch:
                     user_id=user_id,
                     text=query.text,
                     memory_filter=query.filter,
-                    limit=max(candidates, query.limit),
+                    limit=candidates,
                 )
-            scores = _fuse(query.mode, semantic, keyword)
-            ranked = sorted(scores, key=scores.__getitem__, reverse=True)
-            memories = await self._store.get_many(conn, user_id=user_id, memory_ids=ranked)
-        now = datetime.now(UTC)
-        hits = [
-            SearchHit(memory, self._with_recency(scores[memory.id], memory, query, now))
-            for memory in memories
-        ]
-        hits = [hit for hit in hits if hit.score >= query.min_score]
+            # Ranked before any whole row is read: only the winners are fetched.
+            scores = self._final_scores(query, semantic, keyword)
+            best = sorted(scores, key=scores.__getitem__, reverse=True)[: query.limit]
+            memories = await self._store.get_many(conn, user_id=user_id, memory_ids=best)
+        hits = [SearchHit(memory, scores[memory.id]) for memory in memories]
         hits.sort(key=lambda hit: hit.score, reverse=True)
-        return hits[: query.limit]
+        return hits
 
-    def _with_recency(
-        self, score: float, memory: Memory, query: SearchQuery, now: datetime
-    ) -> float:
-        if not query.recency_weight:
-            return score
-        age = (now - memory.create_time).total_seconds()
-        half_life = self._settings.recency_half_life.total_seconds()
-        freshness = math.pow(0.5, max(age, 0) / half_life)
-        return score * ((1 - query.recency_weight) + query.recency_weight * freshness)
+    def _final_scores(
+        self, query: SearchQuery, semantic: list[Candidate], keyword: list[Candidate]
+    ) -> dict[str, float]:
+        """Fused, recency-weighted scores of the candidates at or above min_score."""
+        scores = _fuse(query.mode, semantic, keyword)
+        if query.recency_weight:
+            created = {id_: time for id_, _, time in (*semantic, *keyword)}
+            now = datetime.now(UTC)
+            half_life = self._settings.recency_half_life.total_seconds()
+            for id_, score in scores.items():
+                age = max((now - created[id_]).total_seconds(), 0.0)
+                freshness = math.pow(0.5, age / half_life)
+                weight = query.recency_weight
+                scores[id_] = score * ((1 - weight) + weight * freshness)
+        return {id_: score for id_, score in scores.items() if score >= query.min_score}
 
     async def _wait_for_index(self, user_id: str, time_left: float | None) -> None:
         """Return once the user's memories are all embedded; DeadlineExceeded
@@ -140,15 +143,15 @@ class MemorySearch:
 
 
 def _fuse(
-    mode: SearchMode, semantic: list[tuple[str, float]], keyword: list[tuple[str, float]]
+    mode: SearchMode, semantic: list[Candidate], keyword: list[Candidate]
 ) -> dict[str, float]:
     if mode is SearchMode.SEMANTIC:
-        return {id_: max(similarity, 0.0) for id_, similarity in semantic}
+        return {id_: max(similarity, 0.0) for id_, similarity, _ in semantic}
     if mode is SearchMode.KEYWORD:
-        return dict(keyword)
+        return {id_: rank for id_, rank, _ in keyword}
     fused: dict[str, float] = {}
     for candidates in (semantic, keyword):
-        for rank, (id_, _) in enumerate(candidates, start=1):
+        for rank, (id_, _, _) in enumerate(candidates, start=1):
             fused[id_] = fused.get(id_, 0.0) + 1 / (RRF_K + rank)
     best = 2 / (RRF_K + 1)  # first in both lists
     return {id_: score / best for id_, score in fused.items()}

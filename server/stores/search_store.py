@@ -4,9 +4,13 @@ filtered inside SQL. Distances are cosine (`<=>`, vector_cosine_ops)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from server.memory_models import MemoryFilter
 from server.stores.memory_store import LIVE, Connection, filter_sql, vector_literal
+
+# (memory id, score, create_time): enough to rank before fetching whole rows.
+Candidate = tuple[str, float, datetime]
 
 
 async def user_row_count(conn: Connection, *, user_id: str, cap: int) -> int:
@@ -28,8 +32,8 @@ async def vector_candidates(
     memory_filter: MemoryFilter,
     limit: int,
     exact: bool,
-) -> list[tuple[str, float]]:
-    """(id, cosine similarity) of the nearest live memories, nearest first.
+) -> list[Candidate]:
+    """The nearest live memories, scored by cosine similarity, nearest first.
 
     exact: scan the user's own rows (found through the user_id btree) in full,
     recall 1.0 and fast for up to tens of thousands of rows. Otherwise the HNSW
@@ -43,27 +47,29 @@ async def vector_candidates(
     if exact:
         # MATERIALIZED keeps the planner from ordering through the HNSW index.
         sql = f"""
-            WITH mine AS MATERIALIZED (SELECT id, embedding FROM memories WHERE {where})
-            SELECT id::text, 1 - (embedding <=> %(q)s::vector) FROM mine
+            WITH mine AS MATERIALIZED (
+                SELECT id, embedding, create_time FROM memories WHERE {where})
+            SELECT id::text, 1 - (embedding <=> %(q)s::vector), create_time FROM mine
             ORDER BY embedding <=> %(q)s::vector LIMIT %(limit)s
         """
     else:
         await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
         await conn.execute("SET LOCAL hnsw.ef_search = 200")
         sql = f"""
-            SELECT id::text, 1 - (embedding <=> %(q)s::vector) FROM memories WHERE {where}
+            SELECT id::text, 1 - (embedding <=> %(q)s::vector), create_time
+            FROM memories WHERE {where}
             ORDER BY embedding <=> %(q)s::vector LIMIT %(limit)s
         """
     cursor = await conn.execute(sql, params)
-    rows = [(row[0], float(row[1])) for row in await cursor.fetchall()]
+    rows = [(row[0], float(row[1]), row[2]) for row in await cursor.fetchall()]
     # relaxed_order may return rows slightly out of order.
     return sorted(rows, key=lambda row: row[1], reverse=True)
 
 
 async def keyword_candidates(
     conn: Connection, *, user_id: str, text: str, memory_filter: MemoryFilter, limit: int
-) -> list[tuple[str, float]]:
-    """(id, rank in 0..1) of live memories sharing any word with `text`, best first.
+) -> list[Candidate]:
+    """Live memories sharing any word with `text`, scored by rank in 0..1, best first.
 
     plainto_tsquery ANDs the words; a question rarely repeats every word of
     the memory that answers it, so the terms are ORed instead.
@@ -74,7 +80,7 @@ async def keyword_candidates(
     )
     cursor = await conn.execute(
         f"""
-        SELECT id::text, ts_rank_cd(content_tsv, query, 32) AS rank
+        SELECT id::text, ts_rank_cd(content_tsv, query, 32) AS rank, create_time
         FROM memories,
              to_tsquery('english',
                  replace(plainto_tsquery('english', %(text)s)::text, ' & ', ' | ')) AS query
@@ -83,4 +89,4 @@ async def keyword_candidates(
         """,
         params,
     )
-    return [(row[0], float(row[1])) for row in await cursor.fetchall()]
+    return [(row[0], float(row[1]), row[2]) for row in await cursor.fetchall()]
