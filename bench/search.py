@@ -25,14 +25,12 @@ import asyncio
 import json
 import math
 import random
-import signal
 import sys
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import grpc
@@ -41,7 +39,7 @@ import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.harness import LoadResult, Op, machine_header, machine_info, progress, run_load
-from bench.stack import ServerProcess, running_server
+from bench.stack import ServerProcess, exit_on_sigterm, running_server
 from bench.stats import Summary, format_table, percentile
 from bench.textgen import SentenceGenerator
 from memoryd.v1 import memory_service_pb2 as pb
@@ -663,15 +661,9 @@ async def run(server: ServerProcess, config: Config) -> Results:
     return Results(ingest_result, latency, recall, steady)
 
 
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    # SystemExit unwinds through the context managers: the server, the worker
-    # and the embedded stores (daemons) are stopped as on Ctrl-C.
-    raise SystemExit(128 + signum)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    exit_on_sigterm()
     info = machine_info()
     print(machine_header(info), flush=True)
     with running_server(data_dir=config.data_dir, worker=True) as server:

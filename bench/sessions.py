@@ -20,13 +20,11 @@ import json
 import math
 import os
 import random
-import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any, cast
 
 import grpc
@@ -44,7 +42,7 @@ from bench.harness import (
     progress,
     run_load,
 )
-from bench.stack import ServerProcess, running_server
+from bench.stack import ServerProcess, exit_on_sigterm, running_server
 from bench.stats import Summary, format_table, ratio
 from memoryd.v1 import session_service_pb2 as pb
 from memoryd.v1 import session_service_pb2_grpc as session_grpc
@@ -514,15 +512,9 @@ def to_json(
 # --- entry point -----------------------------------------------------------------
 
 
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    # SystemExit unwinds through the context managers, so the server and the
-    # embedded stores (daemons) are stopped as on Ctrl-C.
-    raise SystemExit(128 + signum)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    exit_on_sigterm()
     info = machine_info()
     print(machine_header(info), flush=True)
     with running_server(data_dir=config.data_dir) as server:

@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -212,3 +213,14 @@ def _tail(log_path: Path, lines: int = 30) -> str:
     except OSError:
         return ""
     return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def exit_on_sigterm() -> None:
+    """Make SIGTERM raise SystemExit, which unwinds through running_server's
+    context managers: the server, the worker and the embedded stores
+    (daemons) are stopped as on Ctrl-C."""
+
+    def _exit(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from google.protobuf import json_format
@@ -57,8 +58,8 @@ def draft(field: str, request: pb.CreateMemoryRequest) -> MemoryDraft:
     """The draft of a CreateMemoryRequest; `field` is the request's path ("" or
     "requests[i]")."""
     prefix = f"{field}." if field else ""
-    memory = request.memory
-    expire_time = _optional_time(memory, "expire_time", path=f"{prefix}memory.expire_time")
+    values = memory_values(request.memory, path=f"{prefix}memory")
+    expire_time = values.expire_time
     if request.HasField("ttl"):
         if expire_time is not None:
             raise InvalidArgument(f"{prefix}ttl", "set ttl or memory.expire_time, not both")
@@ -66,25 +67,18 @@ def draft(field: str, request: pb.CreateMemoryRequest) -> MemoryDraft:
         if ttl <= timedelta(0):
             raise InvalidArgument(f"{prefix}ttl", "must be positive")
         expire_time = datetime.now(UTC) + ttl
-    return MemoryDraft(
-        kind=kind(f"{prefix}memory.kind", memory.kind),
-        content=memory.content,
-        key=memory.key,
-        agent_id=memory.agent_id,
-        session_id=memory.session_id,
-        topics=list(memory.topics),
-        metadata=(
-            json_format.MessageToDict(memory.metadata) if memory.HasField("metadata") else None
-        ),
-        source_message_ids=list(memory.source_message_ids),
+    return replace(
+        values,
+        kind=kind(f"{prefix}memory.kind", request.memory.kind),
         expire_time=expire_time,
         request_id=request.request_id,
     )
 
 
-def update_values(memory: pb.Memory) -> MemoryDraft:
-    """New values for UpdateMemory; only the fields its mask names are read
-    (kind is not updatable, so it is not converted)."""
+def memory_values(memory: pb.Memory, *, path: str = "memory") -> MemoryDraft:
+    """The caller-settable fields of a Memory; `path` is where it sits in the
+    request. Its kind is left SEMANTIC: UpdateMemory cannot change a kind, and
+    draft() converts it for creates."""
     return MemoryDraft(
         kind=MemoryKind.SEMANTIC,
         content=memory.content,
@@ -96,7 +90,7 @@ def update_values(memory: pb.Memory) -> MemoryDraft:
             json_format.MessageToDict(memory.metadata) if memory.HasField("metadata") else None
         ),
         source_message_ids=list(memory.source_message_ids),
-        expire_time=_optional_time(memory, "expire_time", path="memory.expire_time"),
+        expire_time=_optional_time(memory, "expire_time", path=f"{path}.expire_time"),
     )
 
 

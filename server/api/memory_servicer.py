@@ -75,7 +75,7 @@ class MemoryServicer(pb_grpc.MemoryServiceServicer):
             user_id=request.user_id,
             memory_id=request.memory.id,
             fields=list(request.update_mask.paths),
-            values=convert.update_values(request.memory),
+            values=convert.memory_values(request.memory),
             reason=request.reason,
         )
         return pb.UpdateMemoryResponse(memory=convert.memory_to_pb(memory))
