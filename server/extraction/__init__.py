@@ -1,0 +1,1 @@
+"""Memory extraction: transcripts become candidate memories, reconciled with what is stored."""
