@@ -45,11 +45,7 @@ class SessionService:
         self._settings = resources.settings
         self._postgres = resources.postgres
         self._tokens = resources.tokens
-        self._cache = SessionCache(
-            resources.redis,
-            window=self._settings.session_window,
-            timeout=self._settings.store_timeout,
-        )
+        self._cache = SessionCache(resources.redis_mux, window=self._settings.session_window)
 
     # -- validation ------------------------------------------------------
 
