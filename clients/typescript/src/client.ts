@@ -19,9 +19,10 @@ import {
   credentials,
   Metadata,
   type ServiceError,
+  status,
 } from "@grpc/grpc-js";
 
-import { fromServiceError } from "./errors";
+import { DeadlineExceededError, fromServiceError } from "./errors";
 import { decodeHealthCheckResponse, encodeHealthCheckRequest, HEALTH_CHECK_METHOD, type ServingStatus } from "./health";
 import {
   type Job,
@@ -33,7 +34,6 @@ import {
   SearchMode,
 } from "./gen/memoryd/v1/memory_service";
 import {
-  type AppendMessagesResponse,
   type Message,
   type Session,
   SessionServiceClient,
@@ -53,9 +53,12 @@ export interface MemorydClientOptions {
   token?: string;
   /** true for TLS with the system's roots, or the certificates to use, or ready-made credentials. */
   tls?: boolean | TlsOptions | ChannelCredentials;
-  /** Default deadline of each call in milliseconds (30 000); Infinity for none. */
+  /** Default deadline of each call in milliseconds, retries included (10 000); Infinity for none. */
   deadlineMs?: number;
-  /** Attempts per call when the answer is UNAVAILABLE, with exponential backoff (4); 1 turns retries off. */
+  /**
+   * Attempts per call when the answer is UNAVAILABLE, with exponential
+   * backoff (5, gRPC's maximum); 1 turns retries off.
+   */
   maxAttempts?: number;
   /** Extra grpc-js channel options. */
   channelOptions?: ChannelOptions;
@@ -94,8 +97,6 @@ export interface AppendOptions extends CallOpts {
   ttlMs?: number;
 }
 
-/** appendedCount, the session, and the appended messages as stored (seq, id, tokenCount set). */
-export type AppendResult = AppendMessagesResponse;
 
 export type Kind = "semantic" | "fact" | MemoryKind;
 
@@ -144,6 +145,8 @@ export interface SearchHit {
 
 /** The fields update() may change; only those given are sent (in the update mask). */
 export interface MemoryChanges {
+  /** Sets expireTime to now + ttlMs. */
+  ttlMs?: number;
   content?: string;
   key?: string;
   topics?: string[];
@@ -166,20 +169,27 @@ export interface ListOptions extends CallOpts {
 }
 
 export interface ExtractOptions extends CallOpts {
-  /** Poll the job until it succeeds or fails (default false: return it queued). */
+  /** Poll the job until it succeeds or fails (the default); false returns it at once, queued. */
   wait?: boolean;
   /** Polling interval while waiting (500 ms). */
   pollMs?: number;
-  /** Give up waiting after this long (120 000 ms); the job goes on. */
+  /** Wait at most this long (120 000 ms), then reject with DeadlineExceededError; the job goes on. */
   waitTimeoutMs?: number;
 }
 
-const DEFAULT_DEADLINE_MS = 30_000;
-const DEFAULT_MAX_ATTEMPTS = 4;
+const DEFAULT_DEADLINE_MS = 10_000;
+const DEFAULT_MAX_ATTEMPTS = 5;
 const SERVICES = ["memoryd.v1.SessionService", "memoryd.v1.MemoryService"];
 
 type Callback<Res> = (error: ServiceError | null, response: Res) => void;
-type Unary<Req, Res> = (request: Req, metadata: Metadata, options: Partial<CallOptions>, callback: Callback<Res>) => unknown;
+type Unary<Req, Res> = (
+  request: Req,
+  metadata: Metadata,
+  options: Partial<CallOptions>,
+  callback: Callback<Res>,
+) => unknown;
+/** Runs one unary call of a generated client as a Promise, with the client's metadata and deadline. */
+type Caller = <Req, Res>(stub: Client, method: Unary<Req, Res>, request: Req, options: CallOpts) => Promise<Res>;
 
 export class MemorydClient {
   readonly sessions: Sessions;
@@ -190,7 +200,7 @@ export class MemorydClient {
   private readonly deadlineMs: number;
 
   /** `address` is host:port, or unix:/path/to.sock. */
-  constructor(address: string, options: MemorydClientOptions = {}) {
+  constructor(address = "localhost:50051", options: MemorydClientOptions = {}) {
     this.token = options.token;
     this.deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
     const channelOptions: ChannelOptions = {
@@ -203,8 +213,9 @@ export class MemorydClient {
       channelOverride: sessions.getChannel(),
     });
     this.stubs = { sessions, memories };
-    this.sessions = new Sessions(this);
-    this.memories = new Memories(this);
+    const caller: Caller = (stub, method, request, callOpts) => this.call(stub, method, request, callOpts);
+    this.sessions = new Sessions(caller, sessions);
+    this.memories = new Memories(caller, memories);
   }
 
   /** The server's health: "SERVING" once its stores answer. */
@@ -228,8 +239,7 @@ export class MemorydClient {
     this.stubs.sessions.close();
   }
 
-  /** @internal Runs one unary call of a generated client as a Promise. */
-  call<Req, Res>(stub: Client, method: Unary<Req, Res>, request: Req, options: CallOpts = {}): Promise<Res> {
+  private call<Req, Res>(stub: Client, method: Unary<Req, Res>, request: Req, options: CallOpts): Promise<Res> {
     return new Promise((resolve, reject) => {
       method.call(stub, request, this.metadata(), this.callOptions(options), (error, response) =>
         error ? reject(fromServiceError(error)) : resolve(response),
@@ -252,15 +262,20 @@ export class MemorydClient {
 }
 
 export class Sessions {
-  constructor(private readonly client: MemorydClient) {}
+  /** @param call runs a call with the client's metadata and deadline */
+  constructor(
+    private readonly call: Caller,
+    private readonly stub: SessionServiceClient,
+  ) {}
 
-  private get stub(): SessionServiceClient {
-    return this.client.stubs.sessions;
-  }
-
-  /** Appends messages to a session, creating it on first use. */
-  append(userId: string, sessionId: string, messages: MessageInput[], options: AppendOptions = {}): Promise<AppendResult> {
-    return this.client.call(
+  /** Appends messages to a session, creating it on first use; returns them as stored, with id, seq and tokenCount. */
+  async append(
+    userId: string,
+    sessionId: string,
+    messages: MessageInput[],
+    options: AppendOptions = {},
+  ): Promise<Message[]> {
+    const response = await this.call(
       this.stub,
       this.stub.appendMessages,
       {
@@ -272,11 +287,12 @@ export class Sessions {
       },
       options,
     );
+    return response.messages;
   }
 
   /** The session's messages, oldest first; an unknown session reads as empty. */
   async history(userId: string, sessionId: string, options: HistoryWindow & CallOpts = {}): Promise<Message[]> {
-    const response = await this.client.call(
+    const response = await this.call(
       this.stub,
       this.stub.getHistory,
       {
@@ -296,7 +312,7 @@ export class Sessions {
     const sessions: Session[] = [];
     let pageToken = "";
     do {
-      const page = await this.client.call(
+      const page = await this.call(
         this.stub,
         this.stub.listSessions,
         { userId, agentId: options.agentId ?? "", pageSize: options.pageSize ?? 0, pageToken },
@@ -309,14 +325,13 @@ export class Sessions {
   }
 
   /** Deletes one session; NotFoundError when the user has no such session. */
-  async delete(userId: string, sessionId: string, options: CallOpts = {}): Promise<number> {
-    const response = await this.client.call(this.stub, this.stub.deleteSession, { userId, sessionId }, options);
-    return response.deletedCount;
+  async delete(userId: string, sessionId: string, options: CallOpts = {}): Promise<void> {
+    await this.call(this.stub, this.stub.deleteSession, { userId, sessionId }, options);
   }
 
   /** Deletes every session of the user; returns how many. */
   async clear(userId: string, options: CallOpts = {}): Promise<number> {
-    const response = await this.client.call(this.stub, this.stub.deleteUserSessions, { userId }, options);
+    const response = await this.call(this.stub, this.stub.deleteUserSessions, { userId }, options);
     return response.deletedCount;
   }
 
@@ -328,7 +343,7 @@ export class Sessions {
     cutoff: Date,
     scope: ({ userId: string; allUsers?: never } | { allUsers: true; userId?: never }) & CallOpts,
   ): Promise<number> {
-    const response = await this.client.call(
+    const response = await this.call(
       this.stub,
       this.stub.deleteSessionsBefore,
       { cutoff, userId: scope.userId ?? "", allUsers: scope.allUsers ?? false },
@@ -339,24 +354,29 @@ export class Sessions {
 }
 
 export class Memories {
-  constructor(private readonly client: MemorydClient) {}
-
-  private get stub(): MemoryServiceClient {
-    return this.client.stubs.memories;
-  }
+  /** @param call runs a call with the client's metadata and deadline */
+  constructor(
+    private readonly call: Caller,
+    private readonly stub: MemoryServiceClient,
+  ) {}
 
   /**
    * Stores one memory. Identical content returns the existing memory; a fact
    * with an existing key updates that fact.
    */
   async add(userId: string, content: string, options: AddOptions = {}): Promise<Memory> {
-    const response = await this.client.call(this.stub, this.stub.createMemory, createRequest(userId, content, options), options);
+    const request = createRequest(userId, content, options);
+    const response = await this.call(this.stub, this.stub.createMemory, request, options);
     return required(response.memory);
   }
 
   /** Stores several memories for one user, all or none; in the order given. */
-  async addMany(userId: string, items: ({ content: string } & Omit<AddOptions, "deadlineMs">)[], options: CallOpts = {}): Promise<Memory[]> {
-    const response = await this.client.call(
+  async addMany(
+    userId: string,
+    items: ({ content: string } & Omit<AddOptions, "deadlineMs">)[],
+    options: CallOpts = {},
+  ): Promise<Memory[]> {
+    const response = await this.call(
       this.stub,
       this.stub.batchCreateMemories,
       { userId, requests: items.map((item) => createRequest(userId, item.content, item)) },
@@ -367,7 +387,7 @@ export class Memories {
 
   /** The user's memories by meaning and keyword, best first. */
   async search(query: string, options: SearchOptions): Promise<SearchHit[]> {
-    const response = await this.client.call(
+    const response = await this.call(
       this.stub,
       this.stub.searchMemories,
       {
@@ -387,13 +407,13 @@ export class Memories {
 
   /** One memory; NotFoundError when the user has no such memory. */
   async get(userId: string, id: string, options: CallOpts = {}): Promise<Memory> {
-    const response = await this.client.call(this.stub, this.stub.getMemory, { userId, id }, options);
+    const response = await this.call(this.stub, this.stub.getMemory, { userId, id }, options);
     return required(response.memory);
   }
 
   /** The user's current fact under `key`; NotFoundError when there is none. */
   async getFact(userId: string, key: string, options: CallOpts = {}): Promise<Memory> {
-    const response = await this.client.call(this.stub, this.stub.getFact, { userId, key }, options);
+    const response = await this.call(this.stub, this.stub.getFact, { userId, key }, options);
     return required(response.memory);
   }
 
@@ -402,7 +422,7 @@ export class Memories {
     const memories: Memory[] = [];
     let pageToken = "";
     do {
-      const page = await this.client.call(
+      const page = await this.call(
         this.stub,
         this.stub.listMemories,
         { userId, filters: filterFields(options), pageSize: options.pageSize ?? 0, pageToken },
@@ -414,10 +434,19 @@ export class Memories {
     return memories;
   }
 
-  /** Changes the given fields of one memory; a content change re-embeds it. */
-  async update(userId: string, id: string, changes: MemoryChanges, options: ReasonOptions = {}): Promise<Memory> {
+  /**
+   * Changes the given fields of one memory (the others are kept); a content
+   * change re-embeds it.
+   */
+  async update(userId: string, id: string, changes: MemoryChanges & ReasonOptions): Promise<Memory> {
+    if (changes.ttlMs !== undefined) {
+      if (changes.expireTime !== undefined) {
+        throw new TypeError("update(): give ttlMs or expireTime, not both");
+      }
+      changes = { ...changes, expireTime: new Date(Date.now() + changes.ttlMs) };
+    }
     const paths = UPDATABLE.filter(([name]) => changes[name] !== undefined).map(([, path]) => path);
-    const response = await this.client.call(
+    const response = await this.call(
       this.stub,
       this.stub.updateMemory,
       {
@@ -435,43 +464,37 @@ export class Memories {
           sourceMessageIds: changes.sourceMessageIds ?? [],
         },
         updateMask: paths,
-        reason: options.reason ?? "",
+        reason: changes.reason ?? "",
       },
-      options,
+      changes,
     );
     return required(response.memory);
   }
 
   /** Deletes one memory (its history is kept); NotFoundError when there is none. */
-  async delete(userId: string, id: string, options: ReasonOptions = {}): Promise<number> {
-    const response = await this.client.call(
-      this.stub,
-      this.stub.deleteMemory,
-      { userId, id, reason: options.reason ?? "" },
-      options,
-    );
-    return response.deletedCount;
+  async delete(userId: string, id: string, options: ReasonOptions = {}): Promise<void> {
+    await this.call(this.stub, this.stub.deleteMemory, { userId, id, reason: options.reason ?? "" }, options);
   }
 
   /** Deletes every memory of the user; returns how many. */
   async clear(userId: string, options: CallOpts = {}): Promise<number> {
-    const response = await this.client.call(this.stub, this.stub.deleteUserMemories, { userId }, options);
+    const response = await this.call(this.stub, this.stub.deleteUserMemories, { userId }, options);
     return response.deletedCount;
   }
 
   /** Every add, update and delete of one memory, oldest first. */
   async history(userId: string, id: string, options: CallOpts = {}): Promise<MemoryEvent[]> {
-    const response = await this.client.call(this.stub, this.stub.getMemoryHistory, { userId, id }, options);
+    const response = await this.call(this.stub, this.stub.getMemoryHistory, { userId, id }, options);
     return response.events;
   }
 
   /**
    * Starts a job turning a session's new messages (or the given messages)
-   * into memories. With `wait`, polls until the job succeeds or fails and
-   * returns its final state.
+   * into memories and, unless `wait: false`, polls it until it succeeds or
+   * fails. Returns the job: check its `state` (and `error`).
    */
   async extract(userId: string, source: string | MessageInput[], options: ExtractOptions = {}): Promise<Job> {
-    const response = await this.client.call(
+    const response = await this.call(
       this.stub,
       this.stub.extractMemories,
       typeof source === "string"
@@ -480,13 +503,15 @@ export class Memories {
       options,
     );
     let job = required(response.job);
-    if (!options.wait) {
+    if (options.wait === false) {
       return job;
     }
-    const giveUpAt = Date.now() + (options.waitTimeoutMs ?? 120_000);
+    const waitMs = options.waitTimeoutMs ?? 120_000;
+    const giveUpAt = Date.now() + waitMs;
     while (job.state !== JobState.JOB_STATE_SUCCEEDED && job.state !== JobState.JOB_STATE_FAILED) {
       if (Date.now() >= giveUpAt) {
-        return job;
+        const message = `extraction job ${job.id} not done after ${waitMs} ms`;
+        throw new DeadlineExceededError(status.DEADLINE_EXCEEDED, message);
       }
       await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 500));
       job = await this.getJob(userId, job.id, options);
@@ -496,7 +521,7 @@ export class Memories {
 
   /** An extraction job's state and counts. */
   async getJob(userId: string, id: string, options: CallOpts = {}): Promise<Job> {
-    const response = await this.client.call(this.stub, this.stub.getJob, { userId, id }, options);
+    const response = await this.call(this.stub, this.stub.getJob, { userId, id }, options);
     return required(response.job);
   }
 }

@@ -56,14 +56,15 @@ describe("sessions", () => {
       ],
       { agentId: "coach" },
     );
-    assert.equal(appended.appendedCount, 3);
     assert.deepEqual(
-      appended.messages.map((m) => m.seq),
+      appended.map((m) => m.seq),
       [1, 2, 3],
     );
-    assert.equal(appended.messages[2]?.id, "m3");
-    assert.equal(appended.session?.agentId, "coach");
-    assert.equal(appended.session?.messageCount, 3);
+    assert.equal(appended[2]?.id, "m3");
+    assert.notEqual(appended[0]?.id, "", "the server assigns ids not given");
+    const [session] = await client.sessions.list(user);
+    assert.equal(session?.agentId, "coach");
+    assert.equal(session?.messageCount, 3);
 
     const all = await client.sessions.history(user, "s1");
     assert.deepEqual(
@@ -106,7 +107,7 @@ describe("sessions", () => {
     const listed = await client.sessions.list(user, { pageSize: 2 });
     assert.deepEqual(listed.map((s) => s.sessionId).sort(), ["a", "b", "c"], "pages are followed");
 
-    assert.equal(await client.sessions.delete(user, "a"), 1);
+    await client.sessions.delete(user, "a");
     await assert.rejects(client.sessions.delete(user, "a"), NotFoundError);
     assert.equal(await client.sessions.clear(user), 2);
     assert.deepEqual(await client.sessions.list(user), []);
@@ -145,7 +146,11 @@ describe("memories", () => {
     assert.equal(hits[0]?.memory.state, MemoryState.MEMORY_STATE_READY);
     assert.ok(hits[0]!.score >= hits[1]!.score && hits[1]!.score >= hits[2]!.score, "best first");
 
-    const filtered = await client.memories.search("diagrams", { userId: user, topics: ["learning-style"], mode: "keyword" });
+    const filtered = await client.memories.search("diagrams", {
+      userId: user,
+      topics: ["learning-style"],
+      mode: "keyword",
+    });
     assert.deepEqual(
       filtered.map((hit) => hit.memory.id),
       [added.id],
@@ -162,12 +167,11 @@ describe("memories", () => {
     const moved = await client.memories.add(user, "Lives in Porto", { key: "home_city" });
     assert.equal(moved.id, fact.id, "a fact with an existing key updates that fact");
 
-    const updated = await client.memories.update(
-      user,
-      fact.id,
-      { content: "Lives in Berlin", topics: ["location"] },
-      { reason: "moved again" },
-    );
+    const updated = await client.memories.update(user, fact.id, {
+      content: "Lives in Berlin",
+      topics: ["location"],
+      reason: "moved again",
+    });
     assert.equal(updated.content, "Lives in Berlin");
     assert.deepEqual(updated.topics, ["location"]);
     assert.equal(updated.key, "home_city", "fields not named in the changes are kept");
@@ -182,7 +186,7 @@ describe("memories", () => {
     assert.equal(events.at(-1)?.newContent, "Lives in Berlin");
     assert.equal(events.at(-1)?.reason, "moved again");
 
-    assert.equal(await client.memories.delete(user, fact.id), 1);
+    await client.memories.delete(user, fact.id);
     await assert.rejects(client.memories.get(user, fact.id), NotFoundError);
     await assert.rejects(client.memories.getFact(user, "home_city"), NotFoundError);
     assert.equal((await client.memories.history(user, fact.id)).at(-1)?.op, MemoryOp.MEMORY_OP_DELETE);
@@ -260,7 +264,7 @@ describe("extraction", () => {
     await client.sessions.append(user, "s1", [{ role: "user", content: "My favourite language is Python." }]);
     let job;
     try {
-      job = await client.memories.extract(user, "s1");
+      job = await client.memories.extract(user, "s1", { wait: false });
     } catch (error) {
       if (error instanceof UnimplementedError) {
         t.skip("this server does not implement ExtractMemories yet");
@@ -269,11 +273,8 @@ describe("extraction", () => {
       throw error;
     }
     assert.notEqual(job.id, "");
-    assert.ok(
-      [JobState.JOB_STATE_QUEUED, JobState.JOB_STATE_RUNNING, JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED].includes(
-        job.state,
-      ),
-    );
+    const states = [JobState.JOB_STATE_QUEUED, JobState.JOB_STATE_RUNNING, JobState.JOB_STATE_SUCCEEDED];
+    assert.ok([...states, JobState.JOB_STATE_FAILED].includes(job.state), `state ${job.state}`);
     assert.equal((await client.memories.getJob(user, job.id)).id, job.id);
   });
 });

@@ -55,7 +55,8 @@ const getHistory: handleUnaryCall<GetHistoryRequest, GetHistoryResponse> = (
   if (next === "unavailable") {
     callback({ code: status.UNAVAILABLE, details: "store down", metadata: new Metadata() });
   } else if (next !== "hang") {
-    callback(null, { messages: [{ role: "user", content: "hi", name: "", runId: "", seq: 1, id: "m1", tokenCount: 1 }] });
+    const message = { role: "user", content: "hi", name: "", runId: "", seq: 1, id: "m1", tokenCount: 1 };
+    callback(null, { messages: [message] });
   }
 };
 
@@ -64,7 +65,9 @@ before(async () => {
   const implementation: UntypedServiceImplementation = { getHistory };
   server.addService(SessionServiceService, implementation);
   const port = await new Promise<number>((done, fail) =>
-    server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (error, bound) => (error ? fail(error) : done(bound))),
+    server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (error, bound) =>
+      error ? fail(error) : done(bound),
+    ),
   );
   address = `127.0.0.1:${port}`;
 });

@@ -42,7 +42,10 @@ export async function startMemoryd(): Promise<Memoryd> {
     stdio: ["ignore", logFd, logFd],
   });
   closeSync(logFd);
-  const exited = new Promise<number | null>((done) => child.once("exit", (code, signal) => done(code ?? (signal ? -1 : null))));
+  // The exit code; -1 when killed by a signal.
+  const exited = new Promise<number | null>((done) =>
+    child.once("exit", (code, signal) => done(code ?? (signal ? -1 : null))),
+  );
   const log = () => readFileSync(logPath, "utf8");
 
   /** SIGTERM (memoryd up then stops its children and stores) and wait; the exit code, or "timeout". */
