@@ -7,6 +7,7 @@ import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 
 import {
+  AlreadyExistsError,
   InvalidArgumentError,
   JobState,
   MemoryKind,
@@ -62,6 +63,8 @@ describe("sessions", () => {
     );
     assert.equal(appended[2]?.id, "m3");
     assert.notEqual(appended[0]?.id, "", "the server assigns ids not given");
+    const duplicate = client.sessions.append(user, "s1", [{ role: "user", content: "again", id: "m3" }]);
+    await assert.rejects(duplicate, AlreadyExistsError, "a message id already in the session");
     const [session] = await client.sessions.list(user);
     assert.equal(session?.agentId, "coach");
     assert.equal(session?.messageCount, 3);
