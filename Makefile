@@ -75,7 +75,7 @@ proto-check: proto  ## fail when the committed stubs differ from freshly generat
 	  { echo "new generated stubs are not committed: run 'make proto' and commit"; exit 1; }
 
 $(TS_STAMP): $(TS)/package.json $(TS)/package-lock.json
-	cd $(TS) && npm ci --no-audit --no-fund --silent
+	cd $(TS) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 ts-deps: $(TS_STAMP)  ## install the TypeScript client's packages (npm ci)

@@ -6,7 +6,17 @@
  * runs from the repository root, so the server code is this checkout's.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { chmodSync, closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
+import {
+  chmodSync,
+  closeSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  rmSync,
+} from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -29,7 +39,7 @@ export interface Memoryd {
 
 export async function startMemoryd(): Promise<Memoryd> {
   // As root, pgserver runs Postgres as another user, which must traverse the dir.
-  const root = mkdtempSync(join(tmpdir(), "memoryd-ts-"));
+  const root = realpathSync(mkdtempSync(join(tmpdir(), "memoryd-ts-")));
   chmodSync(root, 0o755);
   const logPath = join(root, "up.log");
   const address = `127.0.0.1:${await freePort()}`;
@@ -76,6 +86,8 @@ export async function startMemoryd(): Promise<Memoryd> {
     async stop() {
       const code = await terminate();
       const output = log();
+      const left = processesUnder(root);
+      killAll(left);
       rmSync(root, { recursive: true, force: true });
       if (code === "timeout") {
         throw new Error(`memoryd up did not exit within ${STOP_TIMEOUT_MS} ms of SIGTERM:\n${output}`);
@@ -83,43 +95,67 @@ export async function startMemoryd(): Promise<Memoryd> {
       if (code !== 0) {
         throw new Error(`memoryd up exited with ${code} after SIGTERM:\n${output}`);
       }
+      if (left.length > 0) {
+        throw new Error(`store processes left running after memoryd up exited: ${left.join(", ")}\n${output}`);
+      }
     },
   };
 }
 
 /**
  * Last resort when SIGTERM did not stop it: kill `up`, its descendants and
- * every process working under its data dir. The stores run in sessions of
- * their own, so they are found by working directory (Linux /proc), as the
- * Python tests' MemorydUp.kill does.
+ * the stores working under its data dir.
  */
 function killLeftovers(child: ChildProcess, root: string): void {
-  const parents = new Map<number, number>();
-  const victims = new Set<number>();
+  const table = processTable();
+  const isDescendant = (pid: number): boolean => {
+    for (let parent = table.get(pid)?.ppid; parent !== undefined && parent > 1; parent = table.get(parent)?.ppid) {
+      if (parent === child.pid) return true;
+    }
+    return false;
+  };
+  child.kill("SIGKILL");
+  killAll([...table.keys()].filter(isDescendant));
+  killAll(processesUnder(root));
+}
+
+/**
+ * Live processes whose working directory is under `root`: the embedded
+ * Postgres and Valkey chdir into their data dirs and run in sessions of their
+ * own, so they are found this way (Linux /proc), as the Python tests'
+ * store_processes does. Zombies have no readable cwd and are left out.
+ */
+export function processesUnder(root: string): number[] {
+  return [...processTable()]
+    .filter(([, info]) => info.cwd === root || info.cwd?.startsWith(`${root}/`))
+    .map(([pid]) => pid);
+}
+
+function processTable(): Map<number, { ppid: number; cwd: string | undefined }> {
+  const table = new Map<number, { ppid: number; cwd: string | undefined }>();
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     const pid = Number(entry);
     try {
       // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces.
       const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      parents.set(pid, Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
-      const cwd = readlinkSync(`/proc/${pid}/cwd`);
-      if (cwd === root || cwd.startsWith(`${root}/`)) victims.add(pid);
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      let cwd: string | undefined;
+      try {
+        cwd = readlinkSync(`/proc/${pid}/cwd`);
+      } catch {
+        cwd = undefined; // a zombie, or not ours to read
+      }
+      table.set(pid, { ppid, cwd });
     } catch {
-      // Gone already, or not ours to read.
+      // Exited while listing.
     }
   }
-  const isDescendant = (pid: number): boolean => {
-    for (let parent = parents.get(pid); parent !== undefined && parent > 1; parent = parents.get(parent)) {
-      if (parent === child.pid) return true;
-    }
-    return false;
-  };
-  for (const pid of parents.keys()) {
-    if (isDescendant(pid)) victims.add(pid);
-  }
-  child.kill("SIGKILL");
-  for (const pid of victims) {
+  return table;
+}
+
+function killAll(pids: number[]): void {
+  for (const pid of pids) {
     try {
       process.kill(pid, "SIGKILL");
     } catch {
