@@ -136,12 +136,21 @@ class Slot:
     confidence: float = 0.9
     # The value may be a list ("peanuts and shellfish"): one fact per item.
     listed: bool = False
+    # Words without which no pattern can match (lowercase, regex): a cheap first test,
+    # since most clauses state no slot.
+    cue: str = ""
     compiled: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
+    compiled_cue: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "compiled", tuple(re.compile(p) for p in self.patterns))
+        object.__setattr__(
+            self, "compiled_cue", re.compile(self.cue, re.IGNORECASE) if self.cue else None
+        )
 
     def match(self, clause: str) -> list[SlotMatch]:
+        if self.compiled_cue is not None and not self.compiled_cue.search(clause):
+            return []
         for pattern in self.compiled:
             found = pattern.search(clause)
             if not found:
@@ -208,6 +217,7 @@ SLOTS: tuple[Slot, ...] = (
         template("The user lives in {value}."),
         "user stated their home city",
         ("location",),
+        cue=r"live|living|resid|moved|relocated|based",
     ),
     Slot(
         "origin",
@@ -219,6 +229,7 @@ SLOTS: tuple[Slot, ...] = (
         template("The user is originally from {value}."),
         "user stated where they are from",
         ("location",),
+        cue=r"from|grew up|born",
     ),
     Slot(
         "address",
@@ -229,6 +240,7 @@ SLOTS: tuple[Slot, ...] = (
         template("The user's address is {value}."),
         "user stated their address",
         ("location",),
+        cue=r"address",
     ),
     Slot(
         "timezone",
@@ -240,6 +252,7 @@ SLOTS: tuple[Slot, ...] = (
         template("The user's timezone is {value}."),
         "user stated their timezone",
         ("schedule",),
+        cue=r"time",
     ),
     Slot(
         "diet",
@@ -252,6 +265,7 @@ SLOTS: tuple[Slot, ...] = (
         _diet_wording,
         "user stated their diet",
         ("food", "diet"),
+        cue=r"vegetarian|vegan|pesc|gluten|dairy|lactose|keto|paleo|halal|kosher|plant|flexitarian|low-carb|carnivore|meat|animal",
     ),
     Slot(
         "allergy",
@@ -265,6 +279,7 @@ SLOTS: tuple[Slot, ...] = (
         ("health", "food"),
         key="allergy:{value}",
         listed=True,
+        cue=r"allerg",
     ),
     Slot(
         "intolerance",
@@ -273,6 +288,7 @@ SLOTS: tuple[Slot, ...] = (
         "user stated a food intolerance",
         ("health", "food"),
         key="intolerance:{value}",
+        cue=r"intolerant",
     ),
     Slot(
         "name",
@@ -302,6 +318,7 @@ SLOTS: tuple[Slot, ...] = (
         template("The user is {value} years old."),
         "user stated their age",
         ("identity",),
+        cue=r"\d",
     ),
     Slot(
         "birthday",
@@ -312,6 +329,7 @@ SLOTS: tuple[Slot, ...] = (
         matched_span,
         "user stated their birthday",
         ("identity",),
+        cue=r"birthday|born",
     ),
     Slot(
         "occupation",
@@ -323,6 +341,7 @@ SLOTS: tuple[Slot, ...] = (
         template("The user is {a} {value}."),
         "user stated their occupation",
         ("work",),
+        cue=r" a | an ",
     ),
     Slot(
         "employer",
@@ -334,6 +353,7 @@ SLOTS: tuple[Slot, ...] = (
         template("The user works at {value}."),
         "user stated their employer",
         ("work",),
+        cue=r" at | for | by | joined",
     ),
     Slot(
         "target_role",
@@ -344,6 +364,7 @@ SLOTS: tuple[Slot, ...] = (
         template("The user wants to work as {a} {value}."),
         "user stated the role they are looking for",
         ("work", "career"),
+        cue=r"role|job|position|career|work as|start as|become|be a",
     ),
     Slot(
         "work_arrangement",
@@ -353,6 +374,7 @@ SLOTS: tuple[Slot, ...] = (
         template("The user wants {value} work."),
         "user stated the work arrangement they want",
         ("work", "career"),
+        cue=r"remote|hybrid|site|office|part-time|full-time",
     ),
     Slot(
         "income",
@@ -362,6 +384,7 @@ SLOTS: tuple[Slot, ...] = (
         matched_span,
         "user stated their income",
         ("money",),
+        cue=r"make|earn|take home|paid|bring in",
     ),
     Slot(
         "field_of_study",
@@ -373,6 +396,7 @@ SLOTS: tuple[Slot, ...] = (
         template("The user studies {value}."),
         "user stated what they study",
         ("education",),
+        cue=r"stud|major|degree|master|phd|bachelor",
     ),
     Slot(
         "learning",
@@ -383,6 +407,7 @@ SLOTS: tuple[Slot, ...] = (
         "user stated something they are learning",
         ("education",),
         key="learning:{value}",
+        cue=r"learning",
     ),
     Slot(
         "learning_style",
@@ -393,6 +418,7 @@ SLOTS: tuple[Slot, ...] = (
         matched_span,
         "user stated how they learn best",
         ("learning",),
+        cue=r"learn",
     ),
     Slot(
         "focus_time",
@@ -400,6 +426,7 @@ SLOTS: tuple[Slot, ...] = (
         matched_span,
         "user stated when they work best",
         ("schedule", "learning"),
+        cue=r"best|better",
     ),
     Slot(
         "language",
@@ -410,6 +437,7 @@ SLOTS: tuple[Slot, ...] = (
         template("The user speaks {value}."),
         "user stated the languages they speak",
         ("language",),
+        cue=r"speak|language|tongue",
     ),
     Slot(
         "contact_channel",
@@ -421,6 +449,7 @@ SLOTS: tuple[Slot, ...] = (
         _contact_wording,
         "user stated how they want to be contacted",
         ("contact",),
+        cue=r"contact|reach|mail|text|message|call|phone|sms",
     ),
     Slot(
         "partner",
@@ -431,6 +460,7 @@ SLOTS: tuple[Slot, ...] = (
         _relation,
         "user stated who their partner is",
         ("family",),
+        cue=r"wife|husband|partner|friend|fianc|spouse",
     ),
     Slot(
         "child",
@@ -442,6 +472,7 @@ SLOTS: tuple[Slot, ...] = (
         "user stated a child's name",
         ("family",),
         key="child:{value}",
+        cue=r"son|daughter|kid|child|baby|boy|girl",
     ),
     Slot(
         "sibling",
@@ -452,6 +483,7 @@ SLOTS: tuple[Slot, ...] = (
         "user stated a sibling's name",
         ("family",),
         key="sibling:{value}",
+        cue=r"sister|brother|twin",
     ),
     Slot(
         "parent",
@@ -462,6 +494,7 @@ SLOTS: tuple[Slot, ...] = (
         "user stated a parent's name",
         ("family",),
         key="parent:{rel}",
+        cue=r"mom|mum|mother|dad|father",
     ),
     Slot(
         "pet",
@@ -473,11 +506,12 @@ SLOTS: tuple[Slot, ...] = (
         "user stated a pet's name",
         ("pets",),
         key="pet:{value}",
+        cue=r"named|called|dog|cat|pupp|kitten|rabbit|bunny|hamster|parrot|bird|horse|hound|lab|retriever|terrier|poodle|beagle|spaniel|collie|shepherd|bulldog|dachshund|husky|pug|pig|turtle|tortoise|snake|lizard|gecko|ferret",
     ),
 )
 
 
-def match_slots(clause: str) -> list[SlotMatch]:
+def match_slots(clause: str) -> tuple[SlotMatch, ...]:
     """Every slot the clause states, each once ("I'm a vegan nurse": diet, occupation)."""
     found: dict[str, list[SlotMatch]] = {}
     for slot in SLOTS:
@@ -486,7 +520,7 @@ def match_slots(clause: str) -> list[SlotMatch]:
         matches = slot.match(clause)
         if matches:
             found[slot.name] = matches
-    return [m for matches in found.values() for m in matches]
+    return tuple(m for matches in found.values() for m in matches)
 
 
 # Words that name a slot in a withdrawal that gives no value: "forget my old address".

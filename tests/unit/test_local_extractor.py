@@ -298,6 +298,7 @@ async def test_a_long_batch_gives_the_same_candidates_off_the_event_loop() -> No
         ("I'll start on Monday", "The user will start on Monday."),
         ("I was born in 1990", "The user was born in 1990."),
         ("I don't eat meat", "The user doesn't eat meat."),
+        ("I no longer drink coffee", "The user no longer drinks coffee."),
         ("I do yoga", "The user does yoga."),
         ("I go running", "The user goes running."),
         ("I watch films", "The user watches films."),
