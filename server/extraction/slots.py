@@ -20,6 +20,8 @@ from server.extraction.person import to_third_person, word_set
 
 # Building blocks. The pronoun "I" is matched in either case: chat is often lowercase.
 SELF = r"\b[Ii]"
+# A household moves together: "We moved to Bristol".
+SELF_OR_WE = r"\b(?:[Ii]|[Ww]e)"
 SELF_BE = r"\b[Ii](?:'m|\s+am)"
 ADV = r"(?:(?:just|now|currently|still|recently|finally|also|really|actually|already)\s+)*"
 CAP = r"[A-Z][\w'.&-]*"
@@ -68,6 +70,11 @@ _ITEM = rf"[\w-]+(?:\s(?!{_JOINER})[\w-]+)?"
 # "peanuts", "tree nuts", "peanuts, eggs and shellfish".
 ITEMS = rf"(?:{_ITEM}(?:,\s*{_ITEM})*,?\s+(?:and|or)\s+{_ITEM}|{_ITEM})"
 _LIST_SEPARATOR = re.compile(r",?\s+(?:and|or)\s+|,\s*")
+NOT_PLACES = (
+    r"(?:fear|peace|poverty|hope|denial|harmony|comfort|luxury|hiding|town|the|a|an|"
+    r"city|suburbs|countryside|dorms|halls|flat|apartment|house|student|shared|hell|"
+    r"misery|limbo|sin|style|debt|squalor)\b"
+)
 DEGREE = r"(?:degree|master's|masters|PhD|bachelor's)"
 SUBJECT = r"[\w -]+?"
 # "I study best in the morning" says when, not what.
@@ -186,13 +193,23 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
+def _capitalised_place(groups: dict[str, str], clause: str, span: str) -> str:
+    return f"The user lives in {groups['value'].capitalize()}."
+
+
 def _contact_wording(groups: dict[str, str], clause: str, span: str) -> str:
     value = groups["value"].lower()
     channel = next((c for w, c in _CHANNELS if w in value), value)
     return f"The user prefers to be contacted by {channel}."
 
 
-_CHANNELS = (("call", "phone"), ("phone", "phone"), ("mail", "email"), ("text", "text message"))
+_CHANNELS = (
+    ("call", "phone"),
+    ("phone", "phone"),
+    ("mail", "email"),
+    ("text", "text message"),
+    ("whatsapp", "WhatsApp"),
+)
 
 
 def _diet_wording(groups: dict[str, str], clause: str, span: str) -> str:
@@ -210,13 +227,27 @@ SLOTS: tuple[Slot, ...] = (
     Slot(
         "home_city",
         (
-            rf"{SELF}(?:'m|\s+am)?\s+{ADV}(?:live|living|reside|residing)\s+in\s+(?P<value>{PLACE})",
-            rf"{SELF}(?:'ve|\s+have)?\s+{ADV}(?:moved|relocated)\s+(?:back\s+)?(?:home\s+)?to\s+(?P<value>{PLACE})",
+            rf"{SELF_OR_WE}(?:'m|'re|\s+am|\s+are)?\s+{ADV}(?:live|living|reside|residing)\s+in\s+(?P<value>{PLACE})",
+            rf"{SELF_OR_WE}(?:'ve|\s+have)?\s+{ADV}(?:moved|relocated)\s+(?:back\s+)?(?:home\s+)?to\s+(?P<value>{PLACE})",
             rf"{SELF_BE}\s+{ADV}based\s+(?:in|out\s+of)\s+(?P<value>{PLACE})",
         ),
         template("The user lives in {value}."),
         "user stated their home city",
         ("location",),
+        cue=r"live|living|resid|moved|relocated|based",
+    ),
+    Slot(
+        # Chat is often lowercase ("i live in leeds btw"): a lone lowercase word that
+        # ends the clause is taken as a place, less surely, unless it is a common noun.
+        "home_city",
+        (
+            rf"{SELF_OR_WE}(?:'m|'re|\s+am|\s+are)?\s+{ADV}(?:live|living|based)\s+in\s+"
+            rf"(?!{NOT_PLACES})(?P<value>[a-z]{{3,}})\s*$",
+        ),
+        _capitalised_place,
+        "user stated their home city",
+        ("location",),
+        confidence=0.7,
         cue=r"live|living|resid|moved|relocated|based",
     ),
     Slot(
@@ -293,7 +324,7 @@ SLOTS: tuple[Slot, ...] = (
     Slot(
         "name",
         (
-            rf"\b[Mm]y\s+name\s+is\s+(?P<value>{NAME})",
+            rf"\b[Mm]y\s+name(?:\s+is|'s)\s+(?P<value>{NAME})",
             rf"\b(?i:call\s+me)\s+(?P<value>{NAME})\b",
             rf"{SELF}\s+go\s+by\s+(?P<value>{NAME})",
         ),
@@ -336,7 +367,7 @@ SLOTS: tuple[Slot, ...] = (
         (
             rf"{SELF_BE}\s+(?:now\s+|currently\s+|still\s+)?(?:a|an)\s+(?P<value>(?:[\w-]+\s+){{0,3}}?(?:{JOBS}))\b(?!\s+(?:role|job|position))",
             rf"{SELF}\s+{ADV}work\s+as\s+(?:a|an)\s+(?P<value>(?:[\w-]+\s+){{0,3}}?[\w-]+){END}",
-            rf"{SELF}\b(?:(?!want|like|hope|plan|wish|would|looking|dream|become)[^,;])*\bas\s+(?:a|an)\s+(?P<value>(?:[\w-]+\s+){{0,2}}?(?:{JOBS}))\b",
+            rf"{SELF}\b(?:(?!want|like|hope|plan|wish|would|looking|dream|become)(?:[^,;]|(?<=\d),(?=\d)))*\bas\s+(?:a|an)\s+(?P<value>(?:[\w-]+\s+){{0,2}}?(?:{JOBS}))\b",
         ),
         template("The user is {a} {value}."),
         "user stated their occupation",
@@ -432,16 +463,20 @@ SLOTS: tuple[Slot, ...] = (
         "language",
         (
             rf"{SELF}\s+{ADV}speak\s+(?P<value>{CAP}(?:(?:,\s*|\s+and\s+){CAP})*)",
+            rf"{SELF_BE}\s+{ADV}(?:fluent|native)\s+in\s+(?P<value>{CAP}(?:(?:,\s*|\s+and\s+){CAP})*)",
+            rf"{SELF_BE}\s+(?:a\s+)?native\s+(?P<value>{CAP})\s+speaker",
             rf"\b[Mm]y\s+(?:native|first|mother)\s+(?:language|tongue)\s+is\s+(?P<value>{CAP})",
         ),
         template("The user speaks {value}."),
         "user stated the languages they speak",
         ("language",),
-        cue=r"speak|language|tongue",
+        cue=r"speak|language|tongue|fluent|native",
     ),
     Slot(
         "contact_channel",
         (
+            r"(?i:\b(?P<value>text|e-?mail|call|phone|message|whatsapp)\s+me\s+"
+            r"(?:instead|rather|only|preferably))\b",
             r"(?i:\b(?:contact|reach|email|text|message|call)\s+me\s+(?:by|via|through|on|over))\s+"
             r"(?P<value>(?i:e-?mail|phone|text|sms|whatsapp|telegram|slack|signal))",
             rf"{SELF}(?:'d|\s+would)?\s+{ADV}prefer\s+(?:to\s+be\s+contacted\s+)?(?:by\s+|via\s+|a\s+)?(?P<value>(?i:e-?mail|phone(?:\s+call)?|call(?:\s?back)?|text(?:\s+messages?)?|sms))\b",

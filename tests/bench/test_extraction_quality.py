@@ -23,12 +23,13 @@ from server.extraction.local import LocalExtractor
 from server.memory_models import MemoryKind
 
 HELD_OUT = LABELS.parent / "extraction_heldout.jsonl"
+BLIND = LABELS.parent / "extraction_blind.jsonl"
 
 
-@pytest.mark.parametrize("path", [LABELS, HELD_OUT], ids=["labels", "heldout"])
+@pytest.mark.parametrize("path", [LABELS, HELD_OUT, BLIND], ids=["labels", "heldout", "blind"])
 async def test_local_extractor_meets_its_floors(path: Path) -> None:
     quality = await score(LocalExtractor(), load_labels(path))
-    assert quality.utterances >= 60
+    assert quality.utterances >= 45
     assert quality.memory_precision >= 0.95, quality.misses
     assert quality.memory_recall >= 0.95, quality.misses
     assert quality.key_recall >= 0.9, quality.misses
