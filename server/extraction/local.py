@@ -29,8 +29,10 @@ from server.extraction.clauses import (
     rebuild,
     sentences,
 )
+from server.extraction.patterns import PROPER
 from server.extraction.person import to_third_person, word_set
-from server.extraction.slots import PROPER, SlotMatch, match_slots, slot_named
+from server.extraction.slot_rules import SlotMatch
+from server.extraction.slots import match_slots, slot_named
 from server.memory_models import MemoryKind
 from server.models import Role, StoredMessage
 

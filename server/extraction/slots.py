@@ -3,120 +3,41 @@
 A slot turns a first-person clause ("I moved to Berlin last year") into a keyed fact
 ("home_city": "The user lives in Berlin."). Two statements of the same slot share a
 key, so the reconciler supersedes the older one. Adding a slot is one `Slot(...)` in
-SLOTS: a name, the patterns that recognise it, and how to word the fact.
-
-Patterns run on the clause as the user wrote it (apostrophes straightened). Parts that
-must be case-insensitive say so inline with (?i:...); captured names and places must be
-capitalised, which is what keeps "I live in the city centre" from becoming a home city.
+SLOTS: a name, the patterns that recognise it (built from patterns.py), and how to
+word the fact (slot_rules.py).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from server.extraction.person import to_third_person, word_set
-
-# Building blocks. The pronoun "I" is matched in either case: chat is often lowercase.
-SELF = r"\b[Ii]"
-# A household moves together: "We moved to Bristol".
-SELF_OR_WE = r"\b(?:[Ii]|[Ww]e)"
-SELF_BE = r"\b[Ii](?:'m|\s+am)"
-ADV = r"(?:(?:just|now|currently|still|recently|finally|also|really|actually|already)\s+)*"
-CAP = r"[A-Z][\w'.&-]*"
-# A capitalised name of a place or organisation: "Berlin", "New York", "Rio de Janeiro".
-# Lowercase joiners are few on purpose: "on" would make "Wise on Monday" an employer.
-PROPER = rf"{CAP}(?:[ -](?:de|del|da|do|am|upon|of|&)(?=[ -]?[A-Z]))*(?:[ -]{CAP})*"
-# A place, possibly described: "a small town in Vermont".
-PLACE = rf"(?:(?:a|an|the)\s+(?:[a-z-]+\s+){{0,3}}?(?:in|near|outside(?:\s+of)?)\s+)?{PROPER}"
-NAME = r"[A-Z][a-z'-]+(?:\s+[A-Z][a-z'-]+)?"
-END = r"(?=$|[,.;:!?)]|\s+(?:and|but|so|because|since|though|too|as well)\b)"
-
-DIETS = (
-    "vegetarian|vegan|pescatarian|pescetarian|gluten-free|dairy-free|lactose-free|keto|"
-    "paleo|halal|kosher|plant-based|flexitarian|low-carb|carnivore"
+from server.extraction.patterns import (
+    ADV,
+    ANIMAL,
+    CAP,
+    CHILD,
+    DATE,
+    DEGREE,
+    DIETS,
+    END,
+    ITEMS,
+    JOBS,
+    NAME,
+    NOT_NAMES,
+    NOT_PLACES,
+    NOT_SUBJECTS,
+    PARENT,
+    PARTNER,
+    PLACE,
+    PROPER,
+    SELF,
+    SELF_BE,
+    SELF_OR_WE,
+    SIBLING,
+    SUBJECT,
 )
-JOBS = (
-    "engineer|developer|analyst|designer|teacher|nurse|doctor|student|manager|scientist|"
-    "accountant|lawyer|attorney|consultant|programmer|writer|researcher|architect|chef|"
-    "cook|pharmacist|dentist|electrician|plumber|mechanic|pilot|driver|barista|cashier|"
-    "salesperson|recruiter|freelancer|contractor|lecturer|professor|tutor|therapist|"
-    "paramedic|firefighter|technician|administrator|assistant|editor|journalist|"
-    "photographer|artist|musician|marketer|intern|specialist|coordinator|director|founder|"
-    "cleaner|carpenter|farmer|veterinarian|vet|economist|statistician|physician|surgeon|"
-    "midwife|caregiver|librarian|clerk|secretary|receptionist|translator|chemist|"
-    "biologist|physicist|mathematician|officer|executive|entrepreneur|retiree|pensioner|"
-    "paralegal|psychologist|social worker|police officer|soldier|waiter|waitress|"
-    "bartender|baker|butcher|hairdresser|trainer|coach|sysadmin|devops engineer"
-)
-CHILD = "son|daughter|kid|child|baby|boy|girl|stepson|stepdaughter"
-PARTNER = "wife|husband|partner|girlfriend|boyfriend|fiancee|fiance|fiancée|fiancé|spouse"
-SIBLING = "sister|brother|twin"
-PARENT = "mom|mum|mother|dad|father|stepmom|stepdad"
-ANIMAL = (
-    r"(?:[\w-]+\s+){0,2}?(?:dog|cat|puppy|kitten|rabbit|bunny|hamster|parrot|bird|horse|"
-    r"greyhound|labrador|retriever|terrier|poodle|beagle|spaniel|collie|shepherd|bulldog|"
-    r"dachshund|husky|pug|guinea pig|turtle|tortoise|snake|lizard|gecko|ferret)"
-)
-MONTH = (
-    r"(?:January|February|March|April|May|June|July|August|September|October|November|"
-    r"December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)"
-)
-_DAY = r"\d{1,2}(?:st|nd|rd|th)?"
-DATE = rf"(?:(?:{_DAY}\s+(?:of\s+)?{MONTH}|{MONTH}\s+{_DAY})(?:,?\s+\d{{4}})?)"
-_JOINER = r"(?:and|or|so|but|too|as|since|because|which|that|though|when|if)\b"
-_ITEM = rf"[\w-]+(?:\s(?!{_JOINER})[\w-]+)?"
-# "peanuts", "tree nuts", "peanuts, eggs and shellfish".
-ITEMS = rf"(?:{_ITEM}(?:,\s*{_ITEM})*,?\s+(?:and|or)\s+{_ITEM}|{_ITEM})"
-_LIST_SEPARATOR = re.compile(r",?\s+(?:and|or)\s+|,\s*")
-NOT_PLACES = (
-    r"(?:fear|peace|poverty|hope|denial|harmony|comfort|luxury|hiding|town|the|a|an|"
-    r"city|suburbs|countryside|dorms|halls|flat|apartment|house|student|shared|hell|"
-    r"misery|limbo|sin|style|debt|squalor)\b"
-)
-DEGREE = r"(?:degree|master's|masters|PhD|bachelor's)"
-SUBJECT = r"[\w -]+?"
-# "I study best in the morning" says when, not what.
-NOT_SUBJECTS = r"(?:best|better|hard|well|for|at|in|on|with|every|each|alone|late|early)\b"
-# "I'm X" is a name only when X is not one of these.
-NOT_NAMES = word_set(
-    "Fine Good Great Ok Okay Sorry Back Here Ready Done Sure Busy Tired Happy Excited "
-    "Vegan Vegetarian Not Also Just Still So Very Really Glad Home Free New"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class SlotMatch:
-    """A recognised fact: its key, its third-person wording and why it was proposed."""
-
-    slot: str
-    key: str
-    content: str
-    reason: str
-    topics: tuple[str, ...]
-    confidence: float
-
-
-# Words a fact from what the pattern captured (its named groups), the whole clause and
-# the matched span.
-Wording = Callable[[dict[str, str], str, str], str]
-
-
-def template(text: str) -> Wording:
-    """Words the fact from the captured groups: "The user lives in {value}."."""
-
-    def word(groups: dict[str, str], clause: str, span: str) -> str:
-        value = groups.get("value", "")
-        article = "an" if value[:1].lower() in "aeiou" else "a"
-        return text.format_map(_Default({**groups, "a": article}))
-
-    return word
-
-
-def matched_span(groups: dict[str, str], clause: str, span: str) -> str:
-    """Words the fact as the user said it, cut to the part the pattern recognised."""
-    return to_third_person(span)
+from server.extraction.person import to_third_person
+from server.extraction.slot_rules import Slot, SlotMatch, matched_span, template
 
 
 def _relation(groups: dict[str, str], clause: str, span: str) -> str:
@@ -128,69 +49,6 @@ def _relation(groups: dict[str, str], clause: str, span: str) -> str:
     name = groups.get("value")
     a = "an" if rel[:1] in "aeiou" else "a"
     return f"The user has {a} {rel} named {name}." if name else f"The user has {a} {rel}."
-
-
-@dataclass(frozen=True, slots=True)
-class Slot:
-    name: str
-    patterns: tuple[str, ...]
-    wording: Wording
-    reason: str
-    topics: tuple[str, ...] = ()
-    # The key; "{value}"/"{rel}" are filled with the slug of the captured group, so
-    # allergies and children each get their own key.
-    key: str = ""
-    confidence: float = 0.9
-    # The value may be a list ("peanuts and shellfish"): one fact per item.
-    listed: bool = False
-    # Words without which no pattern can match (lowercase, regex): a cheap first test,
-    # since most clauses state no slot.
-    cue: str = ""
-    compiled: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
-    compiled_cue: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "compiled", tuple(re.compile(p) for p in self.patterns))
-        object.__setattr__(
-            self, "compiled_cue", re.compile(self.cue, re.IGNORECASE) if self.cue else None
-        )
-
-    def match(self, clause: str) -> list[SlotMatch]:
-        if self.compiled_cue is not None and not self.compiled_cue.search(clause):
-            return []
-        for pattern in self.compiled:
-            found = pattern.search(clause)
-            if not found:
-                continue
-            groups = {k: v.strip() for k, v in found.groupdict().items() if v}
-            value = groups.get("value", "")
-            if self.name == "name" and value.split(" ")[0] in NOT_NAMES:
-                continue
-            values = _LIST_SEPARATOR.split(value) if self.listed else [value]
-            return [self._fact({**groups, "value": v}, clause, found.group(0)) for v in values]
-        return []
-
-    def _fact(self, groups: dict[str, str], clause: str, span: str) -> SlotMatch:
-        if not groups["value"]:
-            del groups["value"]
-        slugs = {k: slug(v) for k, v in groups.items()}
-        return SlotMatch(
-            slot=self.name,
-            key=(self.key or self.name).format_map(_Default(slugs)),
-            content=self.wording(groups, clause, span),
-            reason=self.reason,
-            topics=self.topics,
-            confidence=self.confidence,
-        )
-
-
-class _Default(dict[str, str]):
-    def __missing__(self, name: str) -> str:
-        return ""
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def _capitalised_place(groups: dict[str, str], clause: str, span: str) -> str:
@@ -331,6 +189,7 @@ SLOTS: tuple[Slot, ...] = (
         template("The user's name is {value}."),
         "user stated their name",
         ("identity",),
+        reject=NOT_NAMES,
     ),
     Slot(
         "name",
@@ -339,6 +198,7 @@ SLOTS: tuple[Slot, ...] = (
         "user introduced themselves",
         ("identity",),
         confidence=0.7,
+        reject=NOT_NAMES,
     ),
     Slot(
         "age",
