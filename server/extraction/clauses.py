@@ -94,7 +94,8 @@ _EMPTY_WORDS = word_set(
     all any some thing things stuff one way time today tomorrow later soon something
     sense fun makes make check will able tonight later week weekend evening morning wait
     helpful useful amazing brilliant lovely wonderful excellent fantastic clear enough
-    fair solved worked works working btw haha lol
+    fair solved worked works working btw haha lol that's what's here's there's let's day
+    night bye goodbye
     """
 )
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*|\d[\d,.:/-]*")
@@ -140,6 +141,9 @@ _SPECIFIC = re.compile(r"\d|\b(?:" + "|".join(m.capitalize() for m in MONTHS) + 
 class ClauseKind(enum.Enum):
     SELF = "self"  # a first-person statement: "I moved to Berlin"
     CONTEXT = "context"  # a third-person detail: "The exam got moved to February 16"
+    # A third-person remark that names nothing: "The refund arrived too". Often the
+    # answer to the assistant's question, so often evidence, but vaguer on its own.
+    REMARK = "remark"
     NOTHING = "nothing"  # a question, request, small talk or fragment
 
 
@@ -218,15 +222,13 @@ def classify(text: str, *, asked: bool = False) -> ClauseKind:
     words = _WORD.findall(text)
     if FIRST_PERSON.search(text):
         return ClauseKind.SELF if has_content(words) else ClauseKind.NOTHING
-    if (
-        len(words) >= 4
-        and not _FRAGMENT_START.match(text)
-        and has_content(words)
-        and _has_verb(text)
-        and _is_specific(text, words)
-    ):
+    if len(words) < 4 or _FRAGMENT_START.match(text) or not has_content(words):
+        return ClauseKind.NOTHING
+    if not _has_verb(text):
+        return ClauseKind.NOTHING
+    if _is_specific(text, words):
         return ClauseKind.CONTEXT
-    return ClauseKind.NOTHING
+    return ClauseKind.REMARK if len(words) >= 5 else ClauseKind.NOTHING
 
 
 def has_content(words: list[str]) -> bool:

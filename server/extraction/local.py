@@ -48,6 +48,7 @@ DENIAL_CONFIDENCE = 0.75  # "I'm not vegetarian": no word says it used to be tru
 PREFERENCE_CONFIDENCE = 0.8
 STATEMENT_CONFIDENCE = 0.7
 CONTEXT_CONFIDENCE = 0.5
+REMARK_CONFIDENCE = 0.4
 HEDGE_PENALTY = 0.15
 
 _WITHDRAWAL = re.compile(
@@ -298,7 +299,8 @@ def _semantic(parts: list[Clause], ids: tuple[str, ...]) -> Candidate | None:
         )
     else:
         content = _reported(text)
-        confidence = CONTEXT_CONFIDENCE
+        specific = any(c.kind is ClauseKind.CONTEXT for c in parts)
+        confidence = CONTEXT_CONFIDENCE if specific else REMARK_CONFIDENCE
         reason = "user mentioned a detail of their situation"
     if _HEDGE.search(text):
         confidence -= HEDGE_PENALTY

@@ -76,6 +76,7 @@ async def test_a_move_and_a_later_home_share_one_key_so_the_later_supersedes() -
         "That's so helpful, thank you!!",
         "Let's start with the first chapter.",
         "I'd like to speak to a manager.",
+        "that's all, have a nice day",
     ],
 )
 async def test_small_talk_questions_and_requests_yield_nothing(text: str) -> None:
@@ -271,6 +272,14 @@ async def test_vaguer_statements_get_lower_confidence() -> None:
         "The user said that the exam got moved to February 16 because of a room conflict."
     )
     assert detail.confidence < preference.confidence
+
+
+async def test_a_remark_that_names_nothing_is_kept_weakest() -> None:
+    detail, remark = await extract(
+        "The courier never showed up on Friday.", "The refund for the warranty arrived too."
+    )
+    assert remark.content == "The user said that the refund for the warranty arrived too."
+    assert remark.confidence < detail.confidence < 0.6
 
 
 async def test_a_repeated_statement_is_one_candidate_at_its_latest_place() -> None:
