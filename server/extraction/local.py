@@ -187,11 +187,15 @@ def _fact(match: SlotMatch, ids: tuple[str, ...]) -> Candidate:
         content=match.content,
         kind=MemoryKind.FACT,
         key=match.key,
-        topics=(match.slot, *match.topics),
+        topics=_slot_topics(match),
         source_message_ids=ids,
         reason=match.reason,
         confidence=match.confidence,
     )
+
+
+def _slot_topics(match: SlotMatch) -> tuple[str, ...]:
+    return tuple(dict.fromkeys((match.slot, *match.topics)))
 
 
 def _has_more_to_say(text: str, matches: list[SlotMatch]) -> bool:
@@ -235,7 +239,7 @@ def _retraction(text: str, ids: tuple[str, ...]) -> list[Candidate] | None:
                 content=m.content,
                 kind=MemoryKind.FACT,
                 key=m.key,
-                topics=(m.slot, *m.topics),
+                topics=_slot_topics(m),
                 source_message_ids=ids,
                 stance=Stance.RETRACT,
                 reason=f"user withdrew: {m.reason.removeprefix('user ')}",
