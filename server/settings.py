@@ -6,6 +6,7 @@ Defaults start the embedded stack: with no Postgres or Redis URL given,
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
@@ -75,3 +76,12 @@ class Settings(BaseSettings):
     # Intra-op threads of one model call. Workers run one call at a time, so this
     # is the cores embedding may take; more than the pod's cores only adds contention.
     embedding_threads: int = Field(default=2, ge=1)
+    # Where the ONNX backends keep the model they build on first use (export,
+    # fusion, quantization: tens of seconds once). Keyed by weights and library
+    # versions, so one directory serves every data_dir and model on the machine.
+    embedding_cache_dir: Path = Field(default_factory=lambda: _user_cache_dir() / "memoryd")
+
+
+def _user_cache_dir() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return Path(xdg) if xdg else Path.home() / ".cache"
