@@ -66,8 +66,13 @@ async def embed_memories(ctx: dict[str, Any], *, memory_ids: list[str] | None = 
     # EMBED_LANES loops at once: the model runs one batch at a time (the
     # Embedder's lock), and while it does, another lane claims the next batch
     # or writes and commits the last one, so the cores never wait on Postgres.
-    async with asyncio.TaskGroup() as lanes:
-        tasks = [lanes.create_task(drain()) for _ in range(EMBED_LANES)]
+    try:
+        async with asyncio.TaskGroup() as lanes:
+            tasks = [lanes.create_task(drain()) for _ in range(EMBED_LANES)]
+    except ExceptionGroup as group:
+        # A lane's failure (Postgres gone...) is the job's: raised as itself,
+        # as a one-loop job would, not wrapped in a group.
+        raise group.exceptions[0] from group
     total = sum(task.result() for task in tasks)
     if total or memory_ids:
         log.info("embedding done: %d rows (job for %d ids)", total, len(memory_ids or []))
