@@ -67,34 +67,45 @@ class MemorySearch:
         time_left: float | None,
     ) -> list[SearchHit]:
         query = self.check(user_id, query)
-        if wait_for_index:
-            await self._wait_for_index(user_id, time_left)
-        vector = None
+        embedding: asyncio.Task[list[float]] | None = None
         if query.mode is not SearchMode.KEYWORD:
-            vector = await self._embedder.embed_query(query.text)
-        plan = search_store.SearchPlan(
-            user_id=user_id,
-            text=query.text,
-            query_vector=vector,
-            model=self._store.embedding_model,
-            mode=query.mode,
-            memory_filter=query.filter,
-            candidates=max(self._settings.search_candidates, query.limit),
-            limit=query.limit,
-            min_score=query.min_score,
-            recency_weight=query.recency_weight,
-            half_life_s=self._settings.recency_half_life.total_seconds(),
-            exact_max_rows=self._settings.exact_search_max_rows,
-        )
-        async with self._postgres.connection() as conn:
-            # One read-only statement: autocommit spares the BEGIN and COMMIT
-            # round trips a transaction block would cost.
-            await conn.set_autocommit(True)
-            try:
-                found = await search_store.search(conn, plan)
-            finally:
-                if conn.pgconn.transaction_status is TransactionStatus.IDLE:
-                    await conn.set_autocommit(False)
+            # Started first: the model runs in a thread (ONNX Runtime releases
+            # the GIL) while the loop waits for the index and checks out a
+            # connection.
+            embedding = asyncio.create_task(self._embedder.embed_query(query.text))
+        try:
+            if wait_for_index:
+                await self._wait_for_index(user_id, time_left)
+            async with self._postgres.connection() as conn:
+                plan = search_store.SearchPlan(
+                    user_id=user_id,
+                    text=query.text,
+                    query_vector=await embedding if embedding else None,
+                    model=self._store.embedding_model,
+                    mode=query.mode,
+                    memory_filter=query.filter,
+                    candidates=max(self._settings.search_candidates, query.limit),
+                    limit=query.limit,
+                    min_score=query.min_score,
+                    recency_weight=query.recency_weight,
+                    half_life_s=self._settings.recency_half_life.total_seconds(),
+                    exact_max_rows=self._settings.exact_search_max_rows,
+                )
+                # One read-only statement: autocommit spares the BEGIN and
+                # COMMIT round trips a transaction block would cost.
+                await conn.set_autocommit(True)
+                try:
+                    found = await search_store.search(conn, plan)
+                finally:
+                    if conn.pgconn.transaction_status is TransactionStatus.IDLE:
+                        await conn.set_autocommit(False)
+        except BaseException:
+            if embedding is not None:
+                # Not left running unobserved when the index wait or the
+                # checkout failed first.
+                embedding.cancel()
+                await asyncio.gather(embedding, return_exceptions=True)
+            raise
         return [SearchHit(memory, score) for memory, score in found]
 
     async def _wait_for_index(self, user_id: str, time_left: float | None) -> None:

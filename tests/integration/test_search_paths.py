@@ -135,24 +135,25 @@ def _walks_index(node: dict[str, Any]) -> bool:
 async def stored(
     resources: Resources, service: MemoryService, user_id: str
 ) -> dict[str, tuple[Memory, list[float]]]:
-    """The user's memories (one of them aged 60 days, one expired), embedded."""
-    created = await service.batch_create(
-        user_id=user_id,
-        drafts=[
-            MemoryDraft(kind, content, key=key, topics=topics, agent_id=agent, session_id=session)
-            for content, kind, key, topics, agent, session in ROWS
-        ],
-    )
-    await service.create(
-        user_id=user_id + "-other",
-        draft=MemoryDraft(SEMANTIC, "Bob lives in Lisbon and works at a bank"),
-    )
-    vectors = resources.embedder.embed([memory.content for memory in created])
-    async with resources.postgres.connection() as conn:
-        for memory, vector in zip(created, vectors, strict=True):
+    """The user's memories (one of them aged 60 days, one expired), embedded.
+
+    Written through the store in one transaction, embedded here: no embedding
+    job is queued, so no worker of another test holds these rows later."""
+    drafts = [
+        MemoryDraft(kind, content, key=key, topics=topics, agent_id=agent, session_id=session)
+        for content, kind, key, topics, agent, session in ROWS
+    ]
+    vectors = resources.embedder.embed([draft.content for draft in drafts])
+    store = service.store
+    async with resources.postgres.connection() as conn, conn.transaction():
+        created = [await store.insert(conn, user_id=user_id, draft=draft) for draft in drafts]
+        other = MemoryDraft(SEMANTIC, "Bob lives in Lisbon and works at a bank")
+        created_other = await store.insert(conn, user_id=user_id + "-other", draft=other)
+        [other_vector] = resources.embedder.embed([other.content])
+        for memory, vector in [*zip(created, vectors, strict=True), (created_other, other_vector)]:
             await conn.execute(
                 "UPDATE memories SET embedding = %s::vector, embedding_model = %s WHERE id = %s",
-                (vector_literal(vector), service.store.embedding_model, memory.id),
+                (vector_literal(vector), store.embedding_model, memory.id),
             )
         await conn.execute(
             "UPDATE memories SET create_time = now() - interval '60 days' WHERE id = %s",
