@@ -33,7 +33,8 @@ from server.embedded import EmbeddedStack
 from server.stack_file import StoreUrls
 from server.stores.migrations import apply_migrations
 
-_SERVING_TIMEOUT_S = 60.0
+# Loading the embedding model takes over a minute on a busy 2-core machine.
+_SERVING_TIMEOUT_S = 180.0
 _STOP_TIMEOUT_S = 10.0
 
 # Used only while server.cli (and so `memoryd serve`) does not exist yet:

@@ -23,6 +23,7 @@ from server.job_queue import QUEUE_NAME
 from server.settings import Settings
 from server.stores.migrations import pending_migrations
 from server.stores.redis_mux import MultiplexedRedis
+from server.stores.search_store import HNSW_SESSION_OPTIONS
 from server.tokens import TokenCounter
 
 
@@ -53,8 +54,11 @@ class Resources:
             min_size=settings.postgres_pool_min,
             max_size=settings.postgres_pool_max,
             timeout=timeout,
-            # A statement that outlives the store timeout is cancelled by the server.
-            kwargs={"options": f"-c statement_timeout={int(timeout * 1000)}"},
+            # A statement that outlives the store timeout is cancelled by the server;
+            # search's HNSW settings apply to the whole session (see search_store).
+            kwargs={
+                "options": f"-c statement_timeout={int(timeout * 1000)} {HNSW_SESSION_OPTIONS}"
+            },
             # Connections broken by a Postgres restart are replaced on checkout,
             # not handed to a call that would then fail.
             check=AsyncConnectionPool.check_connection,

@@ -1,7 +1,9 @@
 """Finding a user's memories by meaning and keyword.
 
 Vector and full-text candidates come from Postgres, each filtered by user and
-request filters in SQL, and are fused by reciprocal rank fusion. Scores are in
+request filters in SQL, and are fused by reciprocal rank fusion, recency
+weighted and joined to their rows in the same statement
+(server/stores/search_store.py). Scores are in
 0..1 in every mode: cosine similarity (semantic), ts_rank_cd normalised
 (keyword), or the fused score over its maximum (hybrid).
 """
@@ -9,9 +11,9 @@ request filters in SQL, and are fused by reciprocal rank fusion. Scores are in
 from __future__ import annotations
 
 import asyncio
-import math
 import time
-from datetime import UTC, datetime
+
+from psycopg.pq import TransactionStatus
 
 from server import validation
 from server.errors import DeadlineExceeded, InvalidArgument
@@ -19,11 +21,7 @@ from server.memories import MemoryService
 from server.memory_models import SearchHit, SearchMode, SearchQuery
 from server.resources import Resources
 from server.stores import search_store
-from server.stores.search_store import Candidate
 
-# The usual constant of reciprocal rank fusion: ranks past the first few
-# matter less, and neither signal dominates.
-RRF_K = 60
 DEFAULT_LIMIT = 10
 _INDEX_POLL_S = 0.02
 
@@ -69,58 +67,46 @@ class MemorySearch:
         time_left: float | None,
     ) -> list[SearchHit]:
         query = self.check(user_id, query)
-        if wait_for_index:
-            await self._wait_for_index(user_id, time_left)
-        candidates = max(self._settings.search_candidates, query.limit)
-        semantic: list[Candidate] = []
-        keyword: list[Candidate] = []
+        embedding: asyncio.Task[list[float]] | None = None
         if query.mode is not SearchMode.KEYWORD:
-            vector = await self._embedder.embed_query(query.text)
-        async with self._postgres.connection() as conn, conn.transaction():
-            if query.mode is not SearchMode.KEYWORD:
-                rows = await search_store.user_row_count(
-                    conn, user_id=user_id, cap=self._settings.exact_search_max_rows
-                )
-                semantic = await search_store.vector_candidates(
-                    conn,
-                    user_id=user_id,
-                    model=self._store.embedding_model,
-                    query_vector=vector,
-                    memory_filter=query.filter,
-                    limit=candidates,
-                    exact=rows <= self._settings.exact_search_max_rows,
-                )
-            if query.mode is not SearchMode.SEMANTIC:
-                keyword = await search_store.keyword_candidates(
-                    conn,
+            # Started first: the model runs in a thread (ONNX Runtime releases
+            # the GIL) while the loop waits for the index and checks out a
+            # connection.
+            embedding = asyncio.create_task(self._embedder.embed_query(query.text))
+        try:
+            if wait_for_index:
+                await self._wait_for_index(user_id, time_left)
+            async with self._postgres.connection() as conn:
+                plan = search_store.SearchPlan(
                     user_id=user_id,
                     text=query.text,
+                    query_vector=await embedding if embedding else None,
+                    model=self._store.embedding_model,
+                    mode=query.mode,
                     memory_filter=query.filter,
-                    limit=candidates,
+                    candidates=max(self._settings.search_candidates, query.limit),
+                    limit=query.limit,
+                    min_score=query.min_score,
+                    recency_weight=query.recency_weight,
+                    half_life_s=self._settings.recency_half_life.total_seconds(),
+                    exact_max_rows=self._settings.exact_search_max_rows,
                 )
-            # Ranked before any whole row is read: only the winners are fetched.
-            scores = self._final_scores(query, semantic, keyword)
-            best = sorted(scores, key=scores.__getitem__, reverse=True)[: query.limit]
-            memories = await self._store.get_many(conn, user_id=user_id, memory_ids=best)
-        hits = [SearchHit(memory, scores[memory.id]) for memory in memories]
-        hits.sort(key=lambda hit: hit.score, reverse=True)
-        return hits
-
-    def _final_scores(
-        self, query: SearchQuery, semantic: list[Candidate], keyword: list[Candidate]
-    ) -> dict[str, float]:
-        """Fused, recency-weighted scores of the candidates at or above min_score."""
-        scores = _fuse(query.mode, semantic, keyword)
-        if query.recency_weight:
-            created = {id_: time for id_, _, time in (*semantic, *keyword)}
-            now = datetime.now(UTC)
-            half_life = self._settings.recency_half_life.total_seconds()
-            for id_, score in scores.items():
-                age = max((now - created[id_]).total_seconds(), 0.0)
-                freshness = math.pow(0.5, age / half_life)
-                weight = query.recency_weight
-                scores[id_] = score * ((1 - weight) + weight * freshness)
-        return {id_: score for id_, score in scores.items() if score >= query.min_score}
+                # One read-only statement: autocommit spares the BEGIN and
+                # COMMIT round trips a transaction block would cost.
+                await conn.set_autocommit(True)
+                try:
+                    found = await search_store.search(conn, plan)
+                finally:
+                    if conn.pgconn.transaction_status is TransactionStatus.IDLE:
+                        await conn.set_autocommit(False)
+        except BaseException:
+            if embedding is not None:
+                # Not left running unobserved when the index wait or the
+                # checkout failed first.
+                embedding.cancel()
+                await asyncio.gather(embedding, return_exceptions=True)
+            raise
+        return [SearchHit(memory, score) for memory, score in found]
 
     async def _wait_for_index(self, user_id: str, time_left: float | None) -> None:
         """Return once the user's memories are all embedded; DeadlineExceeded
@@ -140,18 +126,3 @@ class MemorySearch:
                     "retry, or allow a longer deadline (is a memoryd worker running?)"
                 )
             await asyncio.sleep(_INDEX_POLL_S)
-
-
-def _fuse(
-    mode: SearchMode, semantic: list[Candidate], keyword: list[Candidate]
-) -> dict[str, float]:
-    if mode is SearchMode.SEMANTIC:
-        return {id_: max(similarity, 0.0) for id_, similarity, _ in semantic}
-    if mode is SearchMode.KEYWORD:
-        return {id_: rank for id_, rank, _ in keyword}
-    fused: dict[str, float] = {}
-    for candidates in (semantic, keyword):
-        for rank, (id_, _, _) in enumerate(candidates, start=1):
-            fused[id_] = fused.get(id_, 0.0) + 1 / (RRF_K + rank)
-    best = 2 / (RRF_K + 1)  # first in both lists
-    return {id_: score / best for id_, score in fused.items()}

@@ -52,6 +52,15 @@ UPDATABLE_FIELDS = (
 )
 
 
+# For statements elsewhere (search) that return whole rows: the columns, with
+# %(model)s as a parameter, and the Memory made from them.
+ROW_COLUMNS = _COLUMNS
+
+
+def memory_from_row(row: Sequence[Any]) -> Memory:
+    return _memory(row)
+
+
 def content_hash(content: str) -> bytes:
     return hashlib.sha256(content.encode()).digest()
 

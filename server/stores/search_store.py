@@ -1,92 +1,181 @@
-"""The two candidate queries of hybrid search, each scoped to one user and
-filtered inside SQL. Distances are cosine (`<=>`, vector_cosine_ops)."""
+"""Hybrid search as one SQL statement, scoped to one user and filtered inside SQL.
+
+Vector candidates (cosine, `<=>`, vector_cosine_ops) and full-text candidates
+are each ranked, fused by reciprocal rank fusion, recency-weighted, cut at
+min_score and joined to their rows, all in Postgres: one round trip per
+search, and only the winning rows leave the database.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from typing import Any
 
-from server.memory_models import MemoryFilter
-from server.stores.memory_store import LIVE, Connection, filter_sql, vector_literal
+from server.memory_models import Memory, MemoryFilter, SearchMode
+from server.stores.memory_store import (
+    LIVE,
+    ROW_COLUMNS,
+    Connection,
+    filter_sql,
+    memory_from_row,
+    vector_literal,
+)
 
-# (memory id, score, create_time): enough to rank before fetching whole rows.
-Candidate = tuple[str, float, datetime]
+# The usual constant of reciprocal rank fusion: ranks past the first few
+# matter less, and neither signal dominates.
+RRF_K = 60
+
+# Session settings for the HNSW path, given to every server connection at
+# connect time (server/resources.py): an iterative scan keeps walking the
+# graph until enough rows pass the user filter (a plain HNSW scan stops after
+# ef_search candidates and returns too few); relaxed_order may return rows
+# slightly out of distance order, which the ranking below re-sorts.
+# Session-wide rather than SET LOCAL: a search then needs no transaction
+# block, and only search orders by distance.
+HNSW_SESSION_OPTIONS = "-c hnsw.iterative_scan=relaxed_order -c hnsw.ef_search=200"
 
 
-async def user_row_count(conn: Connection, *, user_id: str, cap: int) -> int:
-    """The user's row count, counted no further than cap + 1."""
-    cursor = await conn.execute(
-        "SELECT count(*) FROM (SELECT 1 FROM memories WHERE user_id = %s LIMIT %s) AS rows",
-        (user_id, cap + 1),
-    )
-    row = await cursor.fetchone()
-    return int(row[0]) if row else 0
+@dataclass(frozen=True, slots=True)
+class SearchPlan:
+    """What to search for; the parts of a request SQL needs."""
+
+    user_id: str
+    text: str
+    query_vector: Sequence[float] | None  # None in keyword mode
+    model: str
+    mode: SearchMode
+    memory_filter: MemoryFilter
+    candidates: int  # per signal, before fusion
+    limit: int
+    min_score: float
+    recency_weight: float
+    half_life_s: float
+    exact_max_rows: int
 
 
-async def vector_candidates(
-    conn: Connection,
-    *,
-    user_id: str,
-    model: str,
-    query_vector: Sequence[float],
-    memory_filter: MemoryFilter,
-    limit: int,
-    exact: bool,
-) -> list[Candidate]:
-    """The nearest live memories, scored by cosine similarity, nearest first.
+def _semantic_sql(plan: SearchPlan, params: dict[str, Any]) -> str:
+    """CTE `semantic(id, score, create_time, rank)`: the nearest live memories.
 
-    exact: scan the user's own rows (found through the user_id btree) in full,
-    recall 1.0 and fast for up to tens of thousands of rows. Otherwise the HNSW
-    index with pgvector's iterative scan, which keeps looking until enough rows
-    pass the user filter (plain HNSW would return too few).
+    Users with up to exact_max_rows rows: their own rows (found through the
+    user_id btree) are scanned in full, recall 1.0. Larger users: the HNSW
+    index with an iterative scan. Which branch runs is decided inside the
+    statement (a one-time filter on the row count; the other branch's scan
+    never starts), so there is no separate count query and no stale count.
     """
-    params = {"user": user_id, "model": model, "q": vector_literal(query_vector), "limit": limit}
+    assert plan.query_vector is not None
+    params["q"] = vector_literal(plan.query_vector)
+    params["model"] = plan.model
+    params["exact_max"] = plan.exact_max_rows
     where = f"user_id = %(user)s AND embedding_model = %(model)s AND {LIVE}" + filter_sql(
-        memory_filter, params
+        plan.memory_filter, params
     )
-    if exact:
-        # MATERIALIZED keeps the planner from ordering through the HNSW index.
-        sql = f"""
-            WITH mine AS MATERIALIZED (
-                SELECT id, embedding, create_time FROM memories WHERE {where})
-            SELECT id::text, 1 - (embedding <=> %(q)s::vector), create_time FROM mine
-            ORDER BY embedding <=> %(q)s::vector LIMIT %(limit)s
-        """
-    else:
-        await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        await conn.execute("SET LOCAL hnsw.ef_search = 200")
-        sql = f"""
-            SELECT id::text, 1 - (embedding <=> %(q)s::vector), create_time
-            FROM memories WHERE {where}
-            ORDER BY embedding <=> %(q)s::vector LIMIT %(limit)s
-        """
-    cursor = await conn.execute(sql, params)
-    rows = [(row[0], float(row[1]), row[2]) for row in await cursor.fetchall()]
-    # relaxed_order may return rows slightly out of order.
-    return sorted(rows, key=lambda row: row[1], reverse=True)
+    return f"""
+        small_user AS (
+            SELECT count(*) <= %(exact_max)s AS small FROM (
+                SELECT 1 FROM memories WHERE user_id = %(user)s LIMIT %(exact_max)s + 1
+            ) AS counted),
+        -- MATERIALIZED keeps the planner from ordering through the HNSW index.
+        mine AS MATERIALIZED (
+            SELECT id, embedding, create_time FROM memories
+            WHERE {where} AND (SELECT small FROM small_user)),
+        nearest AS (
+            (SELECT id, embedding <=> %(q)s::vector AS distance, create_time FROM mine
+             ORDER BY distance LIMIT %(candidates)s)
+            UNION ALL
+            (SELECT id, embedding <=> %(q)s::vector AS distance, create_time FROM memories
+             WHERE {where} AND NOT (SELECT small FROM small_user)
+             ORDER BY distance LIMIT %(candidates)s)),
+        semantic AS (
+            SELECT id, 1 - distance AS score, create_time,
+                row_number() OVER (ORDER BY distance, id) AS rank
+            FROM nearest)"""
 
 
-async def keyword_candidates(
-    conn: Connection, *, user_id: str, text: str, memory_filter: MemoryFilter, limit: int
-) -> list[Candidate]:
-    """Live memories sharing any word with `text`, scored by rank in 0..1, best first.
+def _keyword_sql(plan: SearchPlan, params: dict[str, Any]) -> str:
+    """CTE `keyword(id, score, create_time, rank)`: live memories sharing any
+    word with the query, scored by ts_rank_cd in 0..1.
 
     plainto_tsquery ANDs the words; a question rarely repeats every word of
     the memory that answers it, so the terms are ORed instead.
     """
-    params = {"user": user_id, "text": text, "limit": limit}
+    params["text"] = plan.text
     where = f"user_id = %(user)s AND content_tsv @@ query AND {LIVE}" + filter_sql(
-        memory_filter, params
+        plan.memory_filter, params
     )
-    cursor = await conn.execute(
-        f"""
-        SELECT id::text, ts_rank_cd(content_tsv, query, 32) AS rank, create_time
-        FROM memories,
-             to_tsquery('english',
-                 replace(plainto_tsquery('english', %(text)s)::text, ' & ', ' | ')) AS query
-        WHERE {where}
-        ORDER BY rank DESC LIMIT %(limit)s
-        """,
-        params,
-    )
-    return [(row[0], float(row[1]), row[2]) for row in await cursor.fetchall()]
+    return f"""
+        matching AS (
+            SELECT id, ts_rank_cd(content_tsv, query, 32) AS score, create_time
+            FROM memories,
+                 to_tsquery('english',
+                     replace(plainto_tsquery('english', %(text)s)::text, ' & ', ' | ')) AS query
+            WHERE {where}
+            ORDER BY score DESC, id LIMIT %(candidates)s),
+        keyword AS (
+            SELECT id, score, create_time, row_number() OVER (ORDER BY score DESC, id) AS rank
+            FROM matching)"""
+
+
+def _fused_sql(mode: SearchMode) -> str:
+    """CTE `fused(hit_id, hit_score, hit_time)`, scores in 0..1."""
+    if mode is SearchMode.SEMANTIC:
+        return """
+        fused AS (
+            SELECT id AS hit_id, greatest(score, 0) AS hit_score, create_time AS hit_time
+            FROM semantic)"""
+    if mode is SearchMode.KEYWORD:
+        return """
+        fused AS (SELECT id AS hit_id, score AS hit_score, create_time AS hit_time FROM keyword)"""
+    # Over the best possible fused score (first in both lists), so 0..1.
+    return f"""
+        fused AS (
+            SELECT coalesce(s.id, k.id) AS hit_id,
+                (coalesce(1.0 / ({RRF_K} + s.rank), 0) + coalesce(1.0 / ({RRF_K} + k.rank), 0))
+                    / (2.0 / ({RRF_K} + 1)) AS hit_score,
+                coalesce(s.create_time, k.create_time) AS hit_time
+            FROM semantic AS s FULL JOIN keyword AS k ON s.id = k.id)"""
+
+
+def search_sql(plan: SearchPlan) -> tuple[str, dict[str, Any]]:
+    """The statement and its parameters. Its text depends only on the mode,
+    which filters are set and whether recency counts, so psycopg's automatic
+    prepared statements serve repeated shapes."""
+    params: dict[str, Any] = {
+        "user": plan.user_id,
+        "model": plan.model,
+        "candidates": plan.candidates,
+        "limit": plan.limit,
+        "min_score": plan.min_score,
+    }
+    ctes = []
+    if plan.mode is not SearchMode.KEYWORD:
+        ctes.append(_semantic_sql(plan, params))
+    if plan.mode is not SearchMode.SEMANTIC:
+        ctes.append(_keyword_sql(plan, params))
+    ctes.append(_fused_sql(plan.mode))
+    score = "hit_score"
+    if plan.recency_weight:
+        # Halves the fresh share every half-life: score * ((1 - w) + w * 0.5^(age/half_life)).
+        params["weight"] = plan.recency_weight
+        params["half_life"] = plan.half_life_s
+        score = (
+            "hit_score * ((1 - %(weight)s::float8) + %(weight)s::float8 * power(0.5::float8,"
+            " greatest(extract(epoch FROM now() - hit_time)::float8, 0) / %(half_life)s::float8))"
+        )
+    ctes.append(f"""
+        scored AS (SELECT hit_id, ({score})::float8 AS final_score FROM fused)""")
+    sql = f"""
+        WITH {",".join(ctes)}
+        SELECT {ROW_COLUMNS}, final_score
+        FROM scored JOIN memories ON memories.id = scored.hit_id
+        WHERE memories.user_id = %(user)s AND final_score >= %(min_score)s
+        ORDER BY final_score DESC, memories.id LIMIT %(limit)s
+    """
+    return sql, params
+
+
+async def search(conn: Connection, plan: SearchPlan) -> list[tuple[Memory, float]]:
+    """The best live memories with their scores, best first (one statement)."""
+    sql, params = search_sql(plan)
+    cursor = await conn.execute(sql, params)
+    return [(memory_from_row(row), float(row[-1])) for row in await cursor.fetchall()]
