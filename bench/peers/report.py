@@ -155,11 +155,19 @@ _CHART_METRICS: tuple[tuple[str, Callable[[Mapping[str, Any]], float | str | Non
     ("write -> searchable p50 (ms)", lambda s: lookup(s, ("write_to_searchable", "p50_ms"))),
     ("search p50 (ms)", lambda s: lookup(s, ("search", "p50_ms"))),
     ("history p50 (ms)", lambda s: lookup(s, ("history", "p50_ms"))),
+    ("search ops/s @16 callers", lambda s: lookup(s, ("search_at_16", "ops_per_s"))),
     ("search ops/s @64 callers", lambda s: lookup(s, ("search_at_64", "ops_per_s"))),
     ("resident memory (MiB)", lambda s: lookup(s, ("resident_mib",))),
     ("recall@10", lambda s: lookup(s, ("recall", "recall@10"))),
-    ("search ops/s @16 callers", lambda s: lookup(s, ("search_at_16", "ops_per_s"))),
 )
+
+
+def _bar_label(value: float | str | None, *, failed: bool) -> str:
+    if isinstance(value, float) and value < 1:
+        return f"{value:.3f}"
+    if isinstance(value, int | float):
+        return f"{value:,.1f}"
+    return "did not run" if failed else "n/a"
 
 
 def write_chart(document: Mapping[str, Any], path: Path) -> None:
@@ -180,12 +188,8 @@ def write_chart(document: Mapping[str, Any], path: Path) -> None:
         values = [get(system) for system in results]
         heights = [v if isinstance(v, int | float) else 0.0 for v in values]
         bars = axis.bar(range(len(names)), heights, color=colours)
-        for bar, value in zip(bars, values, strict=True):
-            label = (
-                _format_number(value, "")
-                if isinstance(value, float) and value < 1
-                else (f"{value:,.1f}" if isinstance(value, int | float) else "n/a")
-            )
+        for bar, value, system in zip(bars, values, results, strict=True):
+            label = _bar_label(value, failed=bool(system.get("error")))
             axis.annotate(
                 label,
                 (bar.get_x() + bar.get_width() / 2, bar.get_height()),

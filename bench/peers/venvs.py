@@ -30,16 +30,31 @@ def requirements_file(name: str) -> Path:
 
 
 def find_python(version: str) -> Path | None:
-    """An interpreter of `version` (e.g. "3.12"): on PATH, in /usr/bin, or
-    one pyenv has built."""
-    candidates = [shutil.which(f"python{version}"), f"/usr/bin/python{version}"]
-    candidates += sorted(
+    """An interpreter of `version` (e.g. "3.12") that runs: one pyenv has
+    built, /usr/bin, or on PATH (pyenv's shims are on PATH too, but they
+    only run the version pyenv has selected, so each candidate is tried)."""
+    candidates = sorted(
         glob.glob(str(Path.home() / f".pyenv/versions/{version}*/bin/python{version}"))
     )
+    candidates += [f"/usr/bin/python{version}", shutil.which(f"python{version}") or ""]
     for candidate in candidates:
-        if candidate and Path(candidate).is_file():
+        if candidate and Path(candidate).is_file() and _runs(candidate, version):
             return Path(candidate)
     return None
+
+
+def _runs(python: str, version: str) -> bool:
+    try:
+        done = subprocess.run(
+            [python, "-c", "import sys, venv; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0 and done.stdout.strip() == version
 
 
 def _run(command: list[str], log: Path) -> None:
@@ -69,7 +84,8 @@ def ensure_venv(cache: Path, name: str, python_version: str) -> Path:
     if python is None:
         raise PeerUnavailable(
             f"{name} needs Python {python_version}, and none is installed here "
-            f"(looked for python{python_version} on PATH, in /usr/bin and under ~/.pyenv)"
+            f"(looked under ~/.pyenv/versions, in /usr/bin and on PATH); Debian bookworm's "
+            f"packages stop at 3.11 and PyPI ships no interpreter"
         )
     home.mkdir(parents=True, exist_ok=True)
     log = home / "install.log"

@@ -95,7 +95,13 @@ class Corpus:
         rest = texts[sizes.users * sizes.memories :]
         self.writes = [Item(f"{run_id}-w{i}", text) for i, text in enumerate(rest[: sizes.writes])]
         self.fresh = [Item(f"{run_id}-f{i}", text) for i, text in enumerate(rest[sizes.writes :])]
-        self.queries = SentenceGenerator(seed=9).distinct(max(sizes.searches, 1))
+        # Distinct queries for each phase: a repeated query would measure a
+        # query-embedding cache (memoryd has one) instead of search.
+        queries = SentenceGenerator(seed=9).distinct(
+            sizes.searches + len(CONCURRENCY_LEVELS) * sizes.throughput_requests + 1
+        )
+        self.queries = queries[: sizes.searches]
+        self.load_queries = queries[sizes.searches :]
         self.turns = [
             Turn("user" if i % 2 == 0 else "assistant", text)
             for i, text in enumerate(SentenceGenerator(seed=10).distinct(sizes.history_turns))
@@ -165,22 +171,23 @@ async def run_workload(
 
     progress(f"{adapter.name}: {sizes.searches} searches, one at a time")
     latencies = []
-    for index, query in enumerate(corpus.queries[: sizes.searches]):
+    for index, query in enumerate(corpus.queries):
         user = corpus.users[index % len(corpus.users)]
         sent = time.perf_counter()
         await adapter.search(user, query, k)
         latencies.append(time.perf_counter() - sent)
     figures["search"] = _ms(latencies)
 
+    calls = 0
     for level in CONCURRENCY_LEVELS:
         progress(f"{adapter.name}: {sizes.throughput_requests} searches at {level} callers")
-        calls = 0
 
         async def one_search(caller: int) -> object:
             nonlocal calls
             calls += 1
-            user = corpus.users[(caller + calls) % len(corpus.users)]
-            return await adapter.search(user, corpus.queries[calls % len(corpus.queries)], k)
+            user = corpus.users[calls % len(corpus.users)]
+            query = corpus.load_queries[calls % len(corpus.load_queries)]
+            return await adapter.search(user, query, k)
 
         load = await run_load(one_search, requests=sizes.throughput_requests, concurrency=level)
         summary = load.summary()
