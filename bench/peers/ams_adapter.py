@@ -58,7 +58,7 @@ def _module_paths(bin_dir: Path) -> list[Path]:
 class AgentMemoryServerAdapter(PeerAdapter):
     name = NAME
     notes = (
-        "REST; semantic search (its keyword/hybrid modes crashed the search module here); "
+        "REST; semantic search (keyword/hybrid queries have crashed the search module in Valkey); "
         "Valkey + RediSearch/RedisJSON modules; memoryd's model behind a local "
         "/v1/embeddings; created with deduplicate=false; session = working memory "
         "(PUT replaces the session, GET reads it)"
