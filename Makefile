@@ -12,7 +12,8 @@ TS := clients/typescript
 TS_STAMP := $(TS)/node_modules/.installed
 
 .PHONY: help up smoke venv test test-unit lint typecheck format proto proto-check buf-lint bench \
-	bench-sessions bench-search bench-recall lock clean ts-deps ts-proto ts-proto-check test-ts
+	bench-sessions bench-search bench-recall bench-peers lock clean ts-deps ts-proto \
+	ts-proto-check test-ts
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -107,9 +108,13 @@ TARGET ?= 127.0.0.1:50051
 bench-recall: venv  ## evidence recall@k on DATASET (JSONL) against a running memoryd at TARGET
 	$(PY) -m bench.cli recall --dataset $(DATASET) --target $(TARGET)
 
+PEERS_ARGS ?=
+bench-peers: venv  ## memoryd vs mem0, agent-memory-server and direct SQL (bench/results/peers.*)
+	$(PY) -m bench.peers.runner $(PEERS_ARGS)
+
 lock:  ## re-pin requirements.lock from requirements.in
 	$(PY) -m piptools compile --quiet --strip-extras --no-emit-find-links --no-emit-index-url \
 	  -o requirements.lock requirements.in
 
-clean:  ## remove the virtualenv and tool installs (keeps .memoryd data)
-	rm -rf $(VENV) tools/node_modules $(TS)/node_modules $(TS)/dist
+clean:  ## remove the virtualenvs (memoryd's, the peers') and tool installs (keeps .memoryd data)
+	rm -rf $(VENV) .peers tools/node_modules $(TS)/node_modules $(TS)/dist

@@ -67,7 +67,11 @@ class ServerProcess:
 
 @contextlib.contextmanager
 def running_server(
-    *, data_dir: Path | None = None, log_level: str = "WARNING", worker: bool = False
+    *,
+    data_dir: Path | None = None,
+    log_level: str = "WARNING",
+    worker: bool = False,
+    serving_timeout_s: float = _SERVING_TIMEOUT_S,
 ) -> Iterator[ServerProcess]:
     """Stores (MEMORYD_POSTGRES_URL/MEMORYD_REDIS_URL if both are set, else the
     embedded ones in `data_dir` or a temp dir), migrations, and a server
@@ -96,7 +100,7 @@ def running_server(
             stack.callback(_report_log, worker_log, "worker")
             stack.callback(_stop, worker_process, "worker")
             worker_pid = worker_process.pid
-        _wait_serving(address, process, log_path)
+        _wait_serving(address, process, log_path, serving_timeout_s)
         progress(f"server pid {process.pid} is SERVING")
         yield ServerProcess(
             address=address,
@@ -166,8 +170,10 @@ def _start(
         return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def _wait_serving(address: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + _SERVING_TIMEOUT_S
+def _wait_serving(
+    address: str, process: subprocess.Popen[bytes], log_path: Path, timeout_s: float
+) -> None:
+    deadline = time.monotonic() + timeout_s
     request = health_pb2.HealthCheckRequest()
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
@@ -183,9 +189,7 @@ def _wait_serving(address: str, process: subprocess.Popen[bytes], log_path: Path
             if reply is not None and reply.status == health_pb2.HealthCheckResponse.SERVING:
                 return
             time.sleep(0.2)
-    raise RuntimeError(
-        f"the server was not SERVING after {_SERVING_TIMEOUT_S:.0f} s:\n{_tail(log_path)}"
-    )
+    raise RuntimeError(f"the server was not SERVING after {timeout_s:.0f} s:\n{_tail(log_path)}")
 
 
 def _stop(process: subprocess.Popen[bytes], name: str = "server") -> None:
