@@ -13,9 +13,10 @@ DEFAULT_TIMEOUT_S = 10.0
 
 # gRPC's own reconnect backoff starts at 1 s and grows to 120 s; a sidecar on
 # localhost that restarts should be reached again within our retry budget.
+# (grpc.min_reconnect_backoff_ms stays at its default: it is also the time
+# one connection attempt may take.)
 _CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2000),
     # Our own loop retries UNAVAILABLE; gRPC's transparent retries stay on.
     ("grpc.enable_retries", 1),
