@@ -10,7 +10,7 @@ from memoryd.client import AsyncMemoryClient, Message, NotFound, kind_name
 from memoryd.v1 import memory_service_pb2 as mpb
 from memoryd.v1 import session_service_pb2 as spb
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
 async def test_sessions_append_dicts_and_messages_then_read_history(

@@ -13,7 +13,7 @@ from memoryd.client import AsyncMemoryClient
 from memoryd.integrations.langchain import MemorydChatMessageHistory
 from server.api.app import RunningServer
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
 @pytest.fixture

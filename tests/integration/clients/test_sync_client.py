@@ -13,7 +13,7 @@ from memoryd.client import InvalidArgument, MemoryClient, Message, NotFound, kin
 from memoryd.v1 import memory_service_pb2 as mpb
 from server.api.app import RunningServer
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
 def sessions_round_trip(address: str, user_id: str) -> None:
