@@ -57,7 +57,8 @@ format: venv  ## apply ruff and buf formatting
 	$(BUF) format -w
 
 typecheck: venv  ## mypy --strict
-	$(VENV)/bin/mypy server workers tests bench
+	$(VENV)/bin/mypy server workers tests bench \
+	  clients/python/memoryd/client clients/python/memoryd/integrations
 
 buf-lint: $(BUF)  ## buf lint and buf format --diff
 	$(BUF) lint

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -56,9 +58,15 @@ def _bind_address(listen: str, port: int) -> str:
     return f"{host}:{port}"
 
 
-async def start_server(settings: Settings, resources: Resources) -> RunningServer:
-    """Start serving on settings.listen (port 0 picks a free port)."""
-    server = grpc.aio.server(interceptors=[RequestInterceptor()])
+async def start_server(
+    settings: Settings,
+    resources: Resources,
+    *,
+    interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]] = (),
+) -> RunningServer:
+    """Start serving on settings.listen (port 0 picks a free port); `interceptors`
+    run before the request interceptor (tests use them to observe calls)."""
+    server = grpc.aio.server(interceptors=[*interceptors, RequestInterceptor()])
     session_grpc.add_SessionServiceServicer_to_server(
         SessionServicer(SessionService(resources)), server
     )
