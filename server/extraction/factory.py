@@ -2,10 +2,12 @@
 configured, otherwise the local one that needs no network and no key.
 
 Imported lazily: each extractor pulls in its own dependencies (an HTTP
-client, a language model), and a worker loads only the one it uses.
+client, rule tables), and a worker loads only the one it uses.
 """
 
 from __future__ import annotations
+
+import importlib
 
 from server.embedding import Embedder
 from server.extraction.candidates import Extractor
@@ -13,10 +15,10 @@ from server.settings import Settings
 
 
 def build_extractor(settings: Settings, embedder: Embedder) -> Extractor:
-    if settings.llm_base_url:
-        from server.extraction.llm import LlmExtractor
-
-        return LlmExtractor(settings)
+    if getattr(settings, "llm_base_url", None):
+        llm = importlib.import_module("server.extraction.llm")
+        extractor: Extractor = llm.LlmExtractor(settings)
+        return extractor
     from server.extraction.local import LocalExtractor
 
-    return LocalExtractor(settings, embedder)
+    return LocalExtractor()

@@ -22,6 +22,7 @@ from server.api.app import RunningServer, start_server
 from server.embedded import EmbeddedStack
 from server.embedding import Embedder
 from server.extraction.candidates import Extractor
+from server.extraction.factory import build_extractor
 from server.job_queue import QUEUE_NAME
 from server.resources import Resources
 from server.sessions import SessionService
@@ -29,7 +30,6 @@ from server.settings import Settings
 from server.stack_file import StoreUrls
 from server.stores.migrations import apply_migrations
 from tests.support.processes import scratch_dir
-from tests.support.rule_extractor import RuleExtractor
 from workers.context import WorkerState, install_state
 from workers.settings import worker_settings
 
@@ -99,8 +99,8 @@ async def channel(server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
 
 
 def make_test_extractor(settings: Settings, embedder: Embedder) -> Extractor:
-    """The extractor the tests' workers run: the default, local one."""
-    return RuleExtractor()
+    """The extractor the tests' workers run: the default one."""
+    return build_extractor(settings, embedder)
 
 
 @pytest.fixture(scope="session")
