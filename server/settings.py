@@ -98,3 +98,5 @@ class Settings(BaseSettings):
     extract_retract_similarity: float = Field(default=0.92, ge=0, le=1)
     # Existing memories each candidate is compared with.
     extract_neighbors: int = Field(default=5, ge=1)
+    # Finished jobs (GetJob) are kept this long.
+    extract_job_retention: timedelta = timedelta(days=7)

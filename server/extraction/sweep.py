@@ -1,7 +1,7 @@
 """The worker's periodic pass over extraction: sessions gone idle with
-messages not yet extracted, and jobs whose enqueue was lost (Redis down at
-the time) or whose worker died for good. It only enqueues; arq's per-session
-job ids make a repeat harmless."""
+messages not yet extracted, jobs whose enqueue was lost (Redis down at the
+time) or whose worker died for good, and finished jobs past their retention.
+It only enqueues; arq's per-session job ids make a repeat harmless."""
 
 from __future__ import annotations
 
@@ -63,6 +63,12 @@ class ExtractionSweep:
                 )
         except (RedisError, TimeoutError) as exc:
             log.warning("extraction sweep could not enqueue: %s", exc)
+        async with self._postgres.connection() as conn:
+            purged = await extraction_store.delete_finished_jobs(
+                conn, before=now - self._settings.extract_job_retention, limit=BATCH
+            )
+        if purged:
+            log.info("deleted %d extraction jobs finished before the retention", purged)
         if enqueued:
             log.info(
                 "extraction sweep: %d idle sessions, %d stalled jobs, %d enqueued",

@@ -160,7 +160,7 @@ async def succeed(conn: Connection, *, user_id: str, job_id: str, counts: Counts
     running (another attempt finished it first)."""
     cursor = await conn.execute(
         """
-        UPDATE extraction_jobs SET state = 3, error = '', created_count = %(c)s,
+        UPDATE extraction_jobs SET state = 3, error = '', messages = NULL, created_count = %(c)s,
             updated_count = %(u)s, deleted_count = %(d)s, noop_count = %(n)s,
             update_time = now()
         WHERE user_id = %(user)s AND id = %(id)s AND state = 2
@@ -183,7 +183,9 @@ async def set_error(
     """Record an attempt's error; `final` marks the job FAILED."""
     await conn.execute(
         "UPDATE extraction_jobs SET error = %(error)s, update_time = now(),"
-        " state = CASE WHEN %(final)s THEN 4 ELSE state END"
+        " state = CASE WHEN %(final)s THEN 4 ELSE state END,"
+        # A finished job keeps no copy of the caller's messages.
+        " messages = CASE WHEN %(final)s THEN NULL ELSE messages END"
         " WHERE user_id = %(user)s AND id = %(id)s AND state IN (1, 2)",
         {"user": user_id, "id": job_id, "error": error, "final": final},
     )
@@ -237,3 +239,16 @@ async def stalled_jobs(
         {"queued": queued_before, "running": running_before, "limit": limit},
     )
     return [_job(row) for row in await cursor.fetchall()]
+
+
+async def delete_finished_jobs(conn: Connection, *, before: datetime, limit: int) -> int:
+    """Delete up to `limit` jobs that finished before `before` (every user's)."""
+    cursor = await conn.execute(
+        """
+        DELETE FROM extraction_jobs WHERE id IN (
+            SELECT id FROM extraction_jobs WHERE state IN (3, 4) AND update_time < %s
+            LIMIT %s FOR UPDATE SKIP LOCKED)
+        """,
+        (before, limit),
+    )
+    return cursor.rowcount

@@ -21,6 +21,7 @@ from memoryd.v1 import session_service_pb2_grpc as session_grpc
 from server.extraction.models import Trigger
 from server.job_queue import QUEUE_NAME, extraction_job_id
 from server.resources import Resources
+from server.stores import extraction_store
 from tests.integration.conftest import isolated_stack, make_test_extractor
 from tests.integration.test_session_api import expect_error
 from tests.support.extractors import FailingExtractor, GatedExtractor
@@ -398,3 +399,36 @@ async def test_messages_appended_during_a_run_are_picked_up_by_a_follow_up(
         assert len(contents) == 2 and any("Berlin" in c for c in contents)
         assert any("sailing" in c for c in contents)
         assert await _watermark(own, user_id, session_id) == 2
+
+
+async def test_the_sweep_extracts_idle_sessions_and_jobs_whose_enqueue_was_lost(
+    resources: Resources, user_id: str, session_id: str
+) -> None:
+    extractor = make_test_extractor(resources.settings, resources.embedder)
+    async with isolated_stack(
+        resources, extractor, extract_idle=timedelta(0), extract_after_messages=1000
+    ) as (channel, own):
+        stub = memory_grpc.MemoryServiceStub(channel)
+        sessions = session_grpc.SessionServiceStub(channel)
+        ctx: dict[str, Any] = {"job_id": "cron", "job_try": 1}
+        install_state(ctx, WorkerState(settings=own.settings, resources=own, extractor=extractor))
+        # Idle with messages not yet extracted: the sweep extracts it.
+        await append(sessions, user_id, session_id, user("I live in Vienna."))
+        assert await jobs.extract_idle_sessions(ctx) >= 1
+        [memory] = await until(lambda: memories(stub, user_id))
+        assert "Vienna" in memory.content
+        # A job stored QUEUED whose enqueue never reached Redis.
+        other = f"{session_id}-2"
+        await append(sessions, user_id, other, user("I love climbing."))
+        async with own.postgres.connection() as conn:
+            lost = await extraction_store.queue_session_job(
+                conn, user_id=user_id, session_id=other, trigger=Trigger.API
+            )
+            await conn.execute(
+                "UPDATE extraction_jobs SET update_time = now() - interval '1 hour' WHERE id = %s",
+                (lost.id,),
+            )
+            await conn.commit()
+        assert await jobs.extract_idle_sessions(ctx) >= 1
+        job = await wait_job(stub, user_id, lost.id)
+        assert job.state == pb.JOB_STATE_SUCCEEDED and job.created_count == 1

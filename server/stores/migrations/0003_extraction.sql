@@ -16,7 +16,7 @@ CREATE TABLE extraction_jobs (
     error text NOT NULL DEFAULT '',
     trigger text NOT NULL,             -- api, messages (after N appends), idle
     extractor text NOT NULL DEFAULT '',
-    messages jsonb,                    -- explicit messages of ExtractMemories(messages[])
+    messages jsonb,                    -- ExtractMemories(messages[]); cleared when the job ends
     first_seq bigint,                  -- the seq range a session job read, set when it runs
     last_seq bigint,
     message_count integer NOT NULL DEFAULT 0,
@@ -36,3 +36,5 @@ CREATE UNIQUE INDEX extraction_jobs_queued_session ON extraction_jobs (user_id, 
 -- The worker's next job of a session, and the sweep for jobs whose enqueue was lost.
 CREATE INDEX extraction_jobs_open ON extraction_jobs (update_time) WHERE state IN (1, 2);
 CREATE INDEX extraction_jobs_session ON extraction_jobs (user_id, session_id, create_time);
+-- Finished jobs are deleted after settings.extract_job_retention.
+CREATE INDEX extraction_jobs_finished ON extraction_jobs (update_time) WHERE state IN (3, 4);
