@@ -79,6 +79,29 @@ class Settings(BaseSettings):
     # is the cores embedding may take; more than the pod's cores only adds contention.
     embedding_threads: int = Field(default=2, ge=1)
 
+    # Memory extraction (server/extraction). Automatic extraction runs when a
+    # session gains extract_after_messages messages not yet extracted, and when
+    # it has been idle for extract_idle with any; off, only ExtractMemories does.
+    extract_auto: bool = True
+    extract_after_messages: int = Field(default=8, ge=1)
+    extract_idle: timedelta = timedelta(seconds=30)
+    # Most messages one job reads; a longer backlog is taken by follow-up jobs.
+    extract_max_messages: int = Field(default=200, ge=1)
+    # One extractor call; a call that outlives it fails the attempt.
+    extract_timeout: timedelta = timedelta(minutes=2)
+    # Attempts of one job before it is FAILED, the n-th retry waiting n times the delay.
+    extract_max_tries: int = Field(default=3, ge=1)
+    extract_retry_delay: timedelta = timedelta(seconds=5)
+    # Reconciliation: candidates less sure than this are dropped; cosine
+    # similarity at or above extract_duplicate_similarity is the same memory;
+    # a retraction deletes a memory without the same fact key only at or above
+    # extract_retract_similarity (never on weak evidence).
+    extract_min_confidence: float = Field(default=0.5, ge=0, le=1)
+    extract_duplicate_similarity: float = Field(default=0.9, ge=0, le=1)
+    extract_retract_similarity: float = Field(default=0.92, ge=0, le=1)
+    # Existing memories each candidate is compared with.
+    extract_neighbors: int = Field(default=5, ge=1)
+
     # The LLM extractor (server/extraction/llm.py): any OpenAI-compatible chat
     # endpoint, e.g. http://127.0.0.1:8080/v1 (llama.cpp), http://127.0.0.1:11434/v1
     # (Ollama), https://api.openai.com/v1. Unset: the local extractor, no network.
