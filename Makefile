@@ -7,10 +7,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BUF := tools/node_modules/.bin/buf
 STAMP := $(VENV)/.installed
+# The LLM extractor's end-to-end tests run a real OpenAI-compatible server
+# (llama-cpp-python, built from source) in a virtualenv of its own.
+LLM_VENV := .venv-llm
+LLM_STAMP := $(LLM_VENV)/.installed
 PROTOS := $(wildcard proto/memoryd/v1/*.proto)
 
 .PHONY: help up smoke venv test test-unit lint typecheck format proto proto-check buf-lint bench \
-	bench-sessions bench-search bench-recall lock clean
+	bench-sessions bench-search bench-recall lock clean test-llm
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,6 +44,18 @@ tools/node_modules/.bin/buf: tools/package.json tools/package-lock.json
 test: venv $(BUF)  ## install and run all the tests (unit, integration, e2e) and the checks
 	$(MAKE) --no-print-directory proto-check buf-lint lint typecheck
 	$(PY) -m pytest -q
+
+# LLAVA_BUILD=OFF: the vision library is not needed for text and is a third of the build.
+$(LLM_STAMP): requirements-llm.txt
+	@test -x $(LLM_VENV)/bin/python || $(PYTHON) -m venv $(LLM_VENV)
+	$(LLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	@echo "building llama-cpp-python from source (first time: 10 minutes or more)..."
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(LLM_VENV)/bin/python -m pip install --progress-bar off \
+	  --no-deps -r requirements-llm.txt
+	@touch $@
+
+test-llm: venv $(LLM_STAMP)  ## the LLM extractor against a real llama.cpp server (slow first build)
+	MEMORYD_TEST_LLAMA_PYTHON=$(CURDIR)/$(LLM_VENV)/bin/python $(PY) -m pytest -q -m llm tests/llm
 
 test-unit: venv  ## unit tests only (no servers)
 	$(PY) -m pytest -q tests/unit
@@ -91,4 +107,4 @@ lock:  ## re-pin requirements.lock from requirements.in
 	  -o requirements.lock requirements.in
 
 clean:  ## remove the virtualenv and tool installs (keeps .memoryd data)
-	rm -rf $(VENV) tools/node_modules
+	rm -rf $(VENV) $(LLM_VENV) tools/node_modules

@@ -7,18 +7,16 @@ client, rule tables), and a worker loads only the one it uses.
 
 from __future__ import annotations
 
-import importlib
-
 from server.embedding import Embedder
 from server.extraction.candidates import Extractor
 from server.settings import Settings
 
 
 def build_extractor(settings: Settings, embedder: Embedder) -> Extractor:
-    if getattr(settings, "llm_base_url", None):
-        llm = importlib.import_module("server.extraction.llm")
-        extractor: Extractor = llm.LlmExtractor(settings)
-        return extractor
+    if settings.llm_base_url:
+        from server.extraction.llm import LlmExtractor
+
+        return LlmExtractor(settings)
     from server.extraction.local import LocalExtractor
 
     return LocalExtractor()
