@@ -18,13 +18,17 @@ from memoryd.v1 import memory_service_pb2 as pb
 from memoryd.v1 import memory_service_pb2_grpc as memory_grpc
 from memoryd.v1 import session_service_pb2 as spb
 from memoryd.v1 import session_service_pb2_grpc as session_grpc
+from server.extraction.factory import build_extractor
+from server.extraction.llm import LlmExtractor
 from server.extraction.models import Trigger
 from server.job_queue import QUEUE_NAME, extraction_job_id
 from server.resources import Resources
+from server.settings import Settings
 from server.stores import extraction_store
 from tests.integration.conftest import isolated_stack, make_test_extractor
 from tests.integration.test_session_api import expect_error
 from tests.support.extractors import FailingExtractor, GatedExtractor
+from tests.support.processes import free_port
 from workers import jobs
 from workers.context import WorkerState, install_state
 
@@ -316,29 +320,52 @@ async def _watermark(resources: Resources, user_id: str, session_id: str) -> int
     return int(row[0])
 
 
-async def test_a_failing_extractor_fails_the_job_after_its_tries_and_writes_nothing(
+async def test_an_unreachable_llm_fails_the_job_after_its_tries_and_writes_nothing(
     resources: Resources, user_id: str, session_id: str
 ) -> None:
-    failing = FailingExtractor()
+    base_url = f"http://127.0.0.1:{free_port()}/v1"  # a closed port: connection refused
+    llm_settings = Settings(
+        llm_base_url=base_url,
+        llm_model="any",
+        llm_max_retries=1,
+        llm_retry_backoff=timedelta(milliseconds=10),
+    )
+    extractor = build_extractor(llm_settings, resources.embedder)
+    assert isinstance(extractor, LlmExtractor)
     async with isolated_stack(
         resources,
-        failing,
+        extractor,
         extract_max_tries=2,
         extract_retry_delay=timedelta(milliseconds=100),
     ) as (channel, _):
         stub = memory_grpc.MemoryServiceStub(channel)
         sessions = session_grpc.SessionServiceStub(channel)
         await append(sessions, user_id, session_id, *CONVERSATION)
-        job = await wait_job(
-            stub, user_id, (await extract(stub, user_id, session_id=session_id)).id
-        )
+        queued = await extract(stub, user_id, session_id=session_id)
+        job = await wait_job(stub, user_id, queued.id)
         assert job.state == pb.JOB_STATE_FAILED
-        assert "no valid JSON" in job.error and "failing" in job.error, job.error
-        assert failing.calls == 2
+        assert job.extractor == "llm:any"
+        assert base_url in job.error and "MEMORYD_LLM_BASE_URL" in job.error, job.error
+        # Two job attempts, each the first request and one retry.
+        assert extractor.requests_sent == 4
         assert (job.created_count, job.updated_count, job.deleted_count) == (0, 0, 0)
         assert await memories(stub, user_id) == []
         # Nothing was marked extracted: the messages are tried again next time.
         assert await _watermark(resources, user_id, session_id) == 0
+    await extractor.aclose()
+
+
+async def test_an_extractor_failure_of_given_messages_fails_their_job(
+    resources: Resources, user_id: str
+) -> None:
+    failing = FailingExtractor()
+    async with isolated_stack(resources, failing, extract_max_tries=1) as (channel, _):
+        stub = memory_grpc.MemoryServiceStub(channel)
+        queued = await extract(stub, user_id, messages=[user("I live in Lisbon.")])
+        job = await wait_job(stub, user_id, queued.id)
+        assert job.state == pb.JOB_STATE_FAILED and failing.calls == 1
+        assert "failing" in job.error and "no valid JSON" in job.error, job.error
+        assert await memories(stub, user_id) == []
 
 
 async def test_an_attempt_racing_a_retry_of_the_same_job_writes_nothing_twice(
