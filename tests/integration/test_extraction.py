@@ -459,3 +459,33 @@ async def test_the_sweep_extracts_idle_sessions_and_jobs_whose_enqueue_was_lost(
         assert await jobs.extract_idle_sessions(ctx) >= 1
         job = await wait_job(stub, user_id, lost.id)
         assert job.state == pb.JOB_STATE_SUCCEEDED and job.created_count == 1
+
+
+async def test_automatic_extraction_can_be_turned_off(
+    resources: Resources, user_id: str, session_id: str
+) -> None:
+    extractor = make_test_extractor(resources.settings, resources.embedder)
+    async with isolated_stack(
+        resources,
+        extractor,
+        extract_auto=False,
+        extract_after_messages=1,
+        extract_idle=timedelta(0),
+    ) as (channel, own):
+        stub = memory_grpc.MemoryServiceStub(channel)
+        sessions = session_grpc.SessionServiceStub(channel)
+        await append(sessions, user_id, session_id, user("I live in Porto."))
+        ctx: dict[str, Any] = {"job_id": "cron", "job_try": 1}
+        install_state(ctx, WorkerState(settings=own.settings, resources=own, extractor=extractor))
+        await jobs.extract_idle_sessions(ctx)
+        # Neither the append nor the idle sweep queued anything for the session.
+        arq_job = ArqJob(
+            extraction_job_id(user_id=user_id, session_id=session_id), own.arq, QUEUE_NAME
+        )
+        assert await arq_job.status() is JobStatus.not_found
+        assert await _watermark(own, user_id, session_id) == 0
+        # ExtractMemories still works.
+        job = await wait_job(
+            stub, user_id, (await extract(stub, user_id, session_id=session_id)).id
+        )
+        assert job.created_count == 1
