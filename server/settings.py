@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     # it has been idle for extract_idle with any; off, only ExtractMemories does.
     extract_auto: bool = True
     extract_after_messages: int = Field(default=8, ge=1)
-    extract_idle: timedelta = timedelta(seconds=30)
+    extract_idle: timedelta = timedelta(seconds=10)
     # Most messages one job reads; a longer backlog is taken by follow-up jobs.
     extract_max_messages: int = Field(default=200, ge=1)
     # One extractor call over a job's messages; one that outlives it fails the

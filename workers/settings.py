@@ -39,9 +39,10 @@ SWEEP_SECONDS = set(range(0, 60, 10))
 # (settings.embedding_threads) and the Embedder runs one model call at a time,
 # so more concurrency only lets DB-bound jobs (purges) overlap with it.
 MAX_JOBS = 4
-# Extraction of idle sessions, and of jobs whose enqueue was lost: every 10 s,
-# so an idle session waits at most settings.extract_idle plus this.
-EXTRACT_SWEEP_SECONDS = set(range(5, 60, 10))
+# Extraction of idle sessions, and of jobs whose enqueue was lost: every 5 s,
+# so a conversation that stops is extracted within settings.extract_idle plus
+# this. One indexed query (sessions_unextracted) when there is nothing to do.
+EXTRACT_SWEEP_SECONDS = set(range(0, 60, 5))
 # arq retries beyond the job's own tries: a worker killed mid-job is retried
 # by arq, and such a retry must not count against the extractor's failures
 # (the job row counts attempts and fails the job after settings.extract_max_tries).
