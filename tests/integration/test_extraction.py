@@ -489,3 +489,26 @@ async def test_automatic_extraction_can_be_turned_off(
             stub, user_id, (await extract(stub, user_id, session_id=session_id)).id
         )
         assert job.created_count == 1
+
+
+async def test_a_retraction_deletes_only_a_strongly_matching_memory(
+    stub: Stub, session_stub: SessionStub, user_id: str, session_id: str
+) -> None:
+    # Nothing stored to take back: weak evidence, nothing deleted.
+    await append(session_stub, user_id, session_id, user("I love hiking."))
+    await wait_job(stub, user_id, (await extract(stub, user_id, session_id=session_id)).id)
+    await append(session_stub, user_id, session_id, user("I'm not vegetarian any more."))
+    job = await wait_job(stub, user_id, (await extract(stub, user_id, session_id=session_id)).id)
+    assert (job.deleted_count, job.noop_count) == (0, 1), job
+    [hiking] = await memories(stub, user_id)
+    # Stored, then taken back: the fact under that key is deleted, with its reason.
+    await append(session_stub, user_id, session_id, user("I'm vegetarian."))
+    await wait_job(stub, user_id, (await extract(stub, user_id, session_id=session_id)).id)
+    [diet] = [m for m in await memories(stub, user_id) if m.id != hiking.id]
+    await append(session_stub, user_id, session_id, user("I'm not vegetarian any more."))
+    job = await wait_job(stub, user_id, (await extract(stub, user_id, session_id=session_id)).id)
+    assert job.deleted_count == 1, job
+    assert [m.id for m in await memories(stub, user_id)] == [hiking.id]
+    events = await history(stub, user_id, diet.id)
+    assert [e.op for e in events] == [pb.MEMORY_OP_ADD, pb.MEMORY_OP_DELETE]
+    assert "retracted" in events[1].reason and events[1].actor == job.id
