@@ -201,7 +201,7 @@ class Reconciler:
             memory_id=fact.id,
             changes={
                 "content": candidate.content,
-                "topics": list(candidate.topics),
+                "topics": list(dict.fromkeys(candidate.topics)),
                 "source_message_ids": list(candidate.source_message_ids),
                 "session_id": target.session_id,
             },
@@ -340,7 +340,7 @@ class Reconciler:
             key=candidate.key if candidate.kind is MemoryKind.FACT else "",
             agent_id=target.agent_id,
             session_id=target.session_id,
-            topics=list(candidate.topics),
+            topics=list(dict.fromkeys(candidate.topics)),
             source_message_ids=list(candidate.source_message_ids),
         )
 

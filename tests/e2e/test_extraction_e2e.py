@@ -52,7 +52,7 @@ def test_an_appended_conversation_becomes_memories_without_another_call(
     text = " ".join(m["content"] for m in memories)
     assert "Lisbon" in text and "vegetarian" in text
     assert "Rome" not in text  # a question is no memory
-    assert all(m["sourceMessageIds"] == ["m1"] for m in memories)
+    assert all(m.get("source_message_ids") == ["m1"] for m in memories), memories
     # Asked explicitly now, the session has nothing new: the job reads nothing.
     job = call(address, "MemoryService/ExtractMemories", {"userId": user, "sessionId": "trip"})
     job_id = job["job"]["id"]
@@ -60,7 +60,7 @@ def test_an_appended_conversation_becomes_memories_without_another_call(
         time.sleep(0.2)
         job = call(address, "MemoryService/GetJob", {"userId": user, "id": job_id})
     assert job["job"]["state"] == "JOB_STATE_SUCCEEDED"
-    assert "createdCount" not in job["job"]  # proto3 JSON omits zero
+    assert "created_count" not in job["job"]  # zero: omitted from the JSON
     history = call(
         address, "MemoryService/GetMemoryHistory", {"userId": user, "id": memories[0]["id"]}
     )
