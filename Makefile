@@ -12,9 +12,12 @@ STAMP := $(VENV)/.installed
 LLM_VENV := .venv-llm
 LLM_STAMP := $(LLM_VENV)/.installed
 PROTOS := $(wildcard proto/memoryd/v1/*.proto)
+TS := clients/typescript
+TS_STAMP := $(TS)/node_modules/.installed
 
 .PHONY: help up smoke venv test test-unit lint typecheck format proto proto-check buf-lint bench \
-	bench-sessions bench-search bench-recall lock clean test-llm
+	bench-sessions bench-search bench-recall lock clean test-llm ts-deps ts-proto ts-proto-check \
+	test-ts
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -88,6 +91,25 @@ proto-check: proto  ## fail when the committed stubs differ from freshly generat
 	@test -z "$$(git ls-files --others --exclude-standard clients/python/memoryd/v1)" || \
 	  { echo "new generated stubs are not committed: run 'make proto' and commit"; exit 1; }
 
+$(TS_STAMP): $(TS)/package.json $(TS)/package-lock.json
+	cd $(TS) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+ts-deps: $(TS_STAMP)  ## install the TypeScript client's packages (npm ci)
+
+ts-proto: $(TS_STAMP)  ## regenerate the TypeScript stubs in clients/typescript from proto/
+	cd $(TS) && npm run --silent generate
+
+ts-proto-check: ts-proto  ## fail when the committed TypeScript stubs differ from freshly generated ones
+	@git diff --exit-code --stat -- $(TS)/src/gen || \
+	  { echo "generated TypeScript stubs are stale: run 'make ts-proto' and commit"; exit 1; }
+	@test -z "$$(git ls-files --others --exclude-standard $(TS)/src/gen)" || \
+	  { echo "new generated TypeScript stubs are not committed: run 'make ts-proto' and commit"; exit 1; }
+
+test-ts: venv $(TS_STAMP)  ## the TypeScript client: stubs check, typecheck, tests against a real `memoryd up`
+	$(MAKE) --no-print-directory ts-proto-check
+	cd $(TS) && MEMORYD_PYTHON=$${MEMORYD_PYTHON:-$(CURDIR)/$(PY)} npm test
+
 bench: venv  ## all benchmarks on their own stacks (bench/); figures go to stdout
 	$(MAKE) --no-print-directory bench-sessions bench-search
 
@@ -107,4 +129,4 @@ lock:  ## re-pin requirements.lock from requirements.in
 	  -o requirements.lock requirements.in
 
 clean:  ## remove the virtualenv and tool installs (keeps .memoryd data)
-	rm -rf $(VENV) $(LLM_VENV) tools/node_modules
+	rm -rf $(VENV) $(LLM_VENV) tools/node_modules $(TS)/node_modules $(TS)/dist

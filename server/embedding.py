@@ -89,9 +89,9 @@ class Embedder:
         self._lock = threading.Lock()
         self._queries: OrderedDict[str, Vector] = OrderedDict()
 
-    @classmethod
-    def load(cls, settings: Settings) -> Embedder:
-        """Load the configured model (seconds; call it off the event loop)."""
+    @staticmethod
+    def load_sentence_transformer(settings: Settings) -> SentenceTransformer:
+        """The configured model in torch, from local files only."""
         # No hub access, ever: set before sentence-transformers imports
         # huggingface_hub, and local_files_only below for good measure.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -108,12 +108,20 @@ class Embedder:
                 f"({error}); set MEMORYD_EMBEDDING_MODEL to a local model directory"
             ) from error
         check_dimension(settings.embedding_model, model.get_embedding_dimension())
+        return model
+
+    @classmethod
+    def load(cls, settings: Settings) -> Embedder:
+        """Load the configured model (seconds; the first ONNX use builds and
+        caches the ONNX model, tens of seconds; call it off the event loop)."""
+        model = cls.load_sentence_transformer(settings)
         encode = _torch_encoder(model)
         if settings.embedding_backend != "torch":
             encode = _onnx_encoder(
                 model,
                 quantize=settings.embedding_backend == "onnx-int8",
                 threads=settings.embedding_threads,
+                cache_dir=settings.embedding_cache_dir,
             )
         return cls(
             model_name=stored_model_name(settings.embedding_model, settings.embedding_backend),
@@ -122,14 +130,29 @@ class Embedder:
             batch_size=settings.embedding_batch_size,
         )
 
+    def embed_array(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        """Unit-length vectors as rows of one array, in input order. Blocks: CPU-bound.
+
+        Texts go to the model in batches of similar length (shortest first):
+        a batch is padded to its longest text, so mixing a long text with
+        short ones would make the model work on padding.
+        """
+        # Characters stand in for tokens: close enough to group by, and free.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+        with self._lock:
+            for start in range(0, len(order), self._batch_size):
+                rows = order[start : start + self._batch_size]
+                vectors[rows] = self._encode([texts[i] for i in rows])
+        return vectors
+
     def embed(self, texts: list[str]) -> list[Vector]:
         """Unit-length vectors, one per text, in order. Blocks: CPU-bound."""
-        vectors: list[Vector] = []
-        with self._lock:
-            for start in range(0, len(texts), self._batch_size):
-                batch = self._encode(texts[start : start + self._batch_size])
-                vectors.extend(batch.tolist())
+        vectors: list[Vector] = self.embed_array(texts).tolist()
         return vectors
+
+    async def embed_array_async(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        return await asyncio.to_thread(self.embed_array, texts)
 
     async def embed_async(self, texts: list[str]) -> list[Vector]:
         return await asyncio.to_thread(self.embed, texts)
@@ -161,10 +184,14 @@ def _torch_encoder(model: SentenceTransformer) -> Encode:
     return encode
 
 
-def _onnx_encoder(model: SentenceTransformer, *, quantize: bool, threads: int) -> Encode:
+def _onnx_encoder(
+    model: SentenceTransformer, *, quantize: bool, threads: int, cache_dir: Path
+) -> Encode:
     from server.onnx_encoder import OnnxTransformer
 
-    onnx: OnnxTransformer = OnnxTransformer(model, quantize=quantize, threads=threads)
+    onnx: OnnxTransformer = OnnxTransformer(
+        model, quantize=quantize, threads=threads, cache_dir=cache_dir
+    )
 
     def encode(texts: list[str]) -> npt.NDArray[np.float32]:
         vectors = onnx.encode(texts)

@@ -22,6 +22,7 @@ from server.errors import FailedPrecondition, StoreUnavailable
 from server.job_queue import QUEUE_NAME
 from server.settings import Settings
 from server.stores.migrations import pending_migrations
+from server.stores.redis_mux import MultiplexedRedis
 from server.tokens import TokenCounter
 
 
@@ -29,7 +30,10 @@ from server.tokens import TokenCounter
 class Resources:
     settings: Settings
     postgres: AsyncConnectionPool[AsyncConnection[TupleRow]]
+    # General Redis client: health checks and anything off the hot path.
     redis: Redis
+    # The session window's client: pipelined, far cheaper per call (redis_mux.py).
+    redis_mux: MultiplexedRedis
     tokens: TokenCounter
     embedder: Embedder
     arq: ArqRedis
@@ -57,15 +61,11 @@ class Resources:
             open=False,
         )
         await postgres.open(wait=False)
-        # No socket_timeout: redis-py then arms a timer around every read and
-        # write, which costs more CPU than a history read's Redis work; the
-        # session cache bounds each call with one timeout instead.
         redis = Redis.from_url(
             settings.redis_url,
             socket_connect_timeout=timeout,
+            socket_timeout=timeout,
             # A connection broken by a Redis restart is retried on a new one.
-            # Safe for every command we send: the session scripts are
-            # idempotent or detect a repeat (see session_cache.lua).
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
             retry_on_error=[RedisConnectionError],
         )
@@ -84,6 +84,7 @@ class Resources:
             settings=settings,
             postgres=postgres,
             redis=redis,
+            redis_mux=MultiplexedRedis(settings.redis_url, timeout=timeout),
             tokens=TokenCounter(settings.tokenizer),
             embedder=embedder,
             arq=arq,
@@ -105,4 +106,5 @@ class Resources:
     async def close(self) -> None:
         await self.postgres.close()
         await self.redis.aclose()
+        await self.redis_mux.aclose()
         await self.arq.aclose(close_connection_pool=True)

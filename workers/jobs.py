@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +18,9 @@ from server.stores.memory_store import MemoryStore
 from workers.context import job_info, worker_state
 
 log = logging.getLogger(__name__)
+
+# Claim-embed-write loops per embed job (see embed_memories).
+EMBED_LANES = 2
 
 
 async def purge_idle_sessions(ctx: dict[str, Any]) -> None:
@@ -43,28 +47,38 @@ async def embed_memories(ctx: dict[str, Any], *, memory_ids: list[str] | None = 
     drains the whole backlog, so a rerun or a duplicate finds nothing to do.
     Each batch is claimed (FOR UPDATE SKIP LOCKED), embedded in one model call
     and written in one transaction, so workers share the backlog without
-    overlap and a cancelled run loses at most its current batch.
+    overlap and a cancelled run loses at most its current batches.
     """
     state = worker_state(ctx)
     embedder = state.resources.embedder
     store = MemoryStore(embedding_model=embedder.model_name)
     batch_size = state.settings.embedding_batch_size
-    total = 0
-    while True:
-        async with state.resources.postgres.connection() as conn, conn.transaction():
-            claimed = await store.claim_unembedded(conn, limit=batch_size)
-            if not claimed:
-                break
-            vectors = await embedder.embed_async([content for _, content in claimed])
-            await store.set_embeddings(
-                conn,
-                vectors=[
-                    (memory_id, vector)
-                    for (memory_id, _), vector in zip(claimed, vectors, strict=True)
-                ],
-            )
-        total += len(claimed)
-        log.info("embedded %d memories with %s", len(claimed), embedder.model_name)
+
+    async def drain() -> int:
+        done = 0
+        while True:
+            async with state.resources.postgres.connection() as conn, conn.transaction():
+                claimed = await store.claim_unembedded(conn, limit=batch_size)
+                if not claimed:
+                    return done
+                vectors = await embedder.embed_array_async([content for _, content in claimed])
+                await store.set_embeddings(
+                    conn, ids=[memory_id for memory_id, _ in claimed], vectors=vectors
+                )
+            done += len(claimed)
+            log.info("embedded %d memories with %s", len(claimed), embedder.model_name)
+
+    # EMBED_LANES loops at once: the model runs one batch at a time (the
+    # Embedder's lock), and while it does, another lane claims the next batch
+    # or writes and commits the last one, so the cores never wait on Postgres.
+    try:
+        async with asyncio.TaskGroup() as lanes:
+            tasks = [lanes.create_task(drain()) for _ in range(EMBED_LANES)]
+    except ExceptionGroup as group:
+        # A lane's failure (Postgres gone...) is the job's: raised as itself,
+        # as a one-loop job would, not wrapped in a group.
+        raise group.exceptions[0] from group
+    total = sum(task.result() for task in tasks)
     if total or memory_ids:
         log.info("embedding done: %d rows (job for %d ids)", total, len(memory_ids or []))
     return total

@@ -43,6 +43,8 @@ _CLAUSE_SPLIT = re.compile(
     r"|\s+so\s+(?=please\b))",
     re.IGNORECASE,
 )
+# Fillers that close a sentence: "i live in leeds btw".
+_TRAILER = re.compile(r"[\s,]+(?:btw|by the way|haha+|lol|fyi|tbh|just so you know)\s*$", re.I)
 # Interjections and signposts that open a sentence and say nothing about the user.
 _OPENER = re.compile(
     r"^(?:(?:yes|yeah|yep|yup|no(?!\s+longer)|nope|ok|okay|oh|ah|well|so|also|and|but|"
@@ -63,7 +65,9 @@ _REQUEST_START = re.compile(
     r"^(?:please|pls|kindly|let me|tell me|show me|help me|remind me|give me|send me|find me|"
     r"get me|make me|email me|text me|walk me|teach me|explain|draft|write|book|suggest|"
     r"recommend|decline|accept|cancel|schedule|check|look up|search|list|summarize|"
-    r"summarise|translate|keep|add|remove|update|create|plan|compare|go ahead|"
+    r"summarise|translate|keep|add|remove|update|create|plan|compare|go ahead|let's|let us|"
+    r"[Ii](?:'d| would) like to (?:speak|talk|know|ask|cancel|return|change|request|report|"
+    r"reset|file|make a complaint|get a refund|order)|"
     r"[Ii](?:'d| would| need| want)(?: really)? (?:like |love )?(?:you|u) to)\b",
     re.IGNORECASE,
 )
@@ -89,11 +93,15 @@ _EMPTY_WORDS = word_set(
     totally absolutely exactly anyway though actually honestly again more bit kind sort
     all any some thing things stuff one way time today tomorrow later soon something
     sense fun makes make check will able tonight later week weekend evening morning wait
+    helpful useful amazing brilliant lovely wonderful excellent fantastic clear enough
+    fair solved worked works working btw haha lol that's what's here's there's let's day
+    night bye goodbye
     """
 )
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*|\d[\d,.:/-]*")
 FUNCTION_START = word_set(
-    "the a an it it's this that these those there they they're they'll he he's she she's "
+    "the a an it it's this that that's these those there there's here's what's they they're "
+    "they'll he he's she she's "
     "his her its their some every each no all"
 )
 # Openers of an answer fragment: "About twelve days", "At least 130k", "Mostly the ones...".
@@ -133,6 +141,9 @@ _SPECIFIC = re.compile(r"\d|\b(?:" + "|".join(m.capitalize() for m in MONTHS) + 
 class ClauseKind(enum.Enum):
     SELF = "self"  # a first-person statement: "I moved to Berlin"
     CONTEXT = "context"  # a third-person detail: "The exam got moved to February 16"
+    # A third-person remark that names nothing: "The refund arrived too". Often the
+    # answer to the assistant's question, so often evidence, but vaguer on its own.
+    REMARK = "remark"
     NOTHING = "nothing"  # a question, request, small talk or fragment
 
 
@@ -170,11 +181,11 @@ def strip_opener(sentence: str) -> str:
 def clauses(sentence: str) -> list[Clause]:
     asked = sentence.rstrip().endswith("?")
     body = strip_opener(sentence).rstrip(" .!?")
-    parts = _CLAUSE_SPLIT.split(body)
+    parts = _merge_bare_subjects(_CLAUSE_SPLIT.split(body))
     out: list[Clause] = []
     # re.split with one group alternates text, separator, text...
     for index in range(0, len(parts), 2):
-        text = strip_opener(parts[index].strip(" ,"))
+        text = _TRAILER.sub("", strip_opener(parts[index].strip(" ,")))
         if _ELIDED_I.match(text) and not asked:
             text = "I " + text[0].lower() + text[1:]
         joiner = parts[index - 1] if index else ""
@@ -182,6 +193,21 @@ def clauses(sentence: str) -> list[Clause]:
         kind = classify(text, asked=asked and last)
         out.append(Clause(text=text, joiner=joiner, kind=kind, asked=asked and last))
     return out
+
+
+def _merge_bare_subjects(parts: list[str]) -> list[str]:
+    """'Me', ' and ', 'my roommate Jess study together' is one clause with two subjects."""
+    merged = list(parts)
+    index = 0
+    while index + 2 < len(merged):
+        if _BARE_SUBJECT.match(merged[index].strip(" ,")):
+            merged[index : index + 3] = ["".join(merged[index : index + 3])]
+        else:
+            index += 2
+    return merged
+
+
+_BARE_SUBJECT = re.compile(r"^(?:me|I|you|we|us|him|her|them|my\s+\w+|[A-Z][a-z]+)$", re.IGNORECASE)
 
 
 def classify(text: str, *, asked: bool = False) -> ClauseKind:
@@ -196,15 +222,13 @@ def classify(text: str, *, asked: bool = False) -> ClauseKind:
     words = _WORD.findall(text)
     if FIRST_PERSON.search(text):
         return ClauseKind.SELF if has_content(words) else ClauseKind.NOTHING
-    if (
-        len(words) >= 4
-        and not _FRAGMENT_START.match(text)
-        and has_content(words)
-        and _has_verb(text)
-        and _is_specific(text, words)
-    ):
+    if len(words) < 4 or _FRAGMENT_START.match(text) or not has_content(words):
+        return ClauseKind.NOTHING
+    if not _has_verb(text):
+        return ClauseKind.NOTHING
+    if _is_specific(text, words):
         return ClauseKind.CONTEXT
-    return ClauseKind.NOTHING
+    return ClauseKind.REMARK if len(words) >= 5 else ClauseKind.NOTHING
 
 
 def has_content(words: list[str]) -> bool:

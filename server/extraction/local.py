@@ -7,9 +7,9 @@ left of the sentence a semantic memory in the third person (person.py). Third-pe
 details of the user's situation ("The exam got moved to February 16") are kept too, at
 low confidence, because a transcript's evidence often lies in them.
 
-Why rules and not a parser: on the labelled set in bench/data/extraction_labels.jsonl
-the rules measure at least as well as the same design on spaCy's small English model,
-at a fraction of the cost (see bench/extraction_quality.py).
+Why rules and not a parser: with spaCy's small English pipeline deciding sentence ends,
+finite verbs and named things instead of the lexicon, the labelled sets score the same
+or lower and the extractor runs about 50 times slower (bench/extraction_spacy.py).
 """
 
 from __future__ import annotations
@@ -29,14 +29,17 @@ from server.extraction.clauses import (
     rebuild,
     sentences,
 )
+from server.extraction.patterns import PROPER
 from server.extraction.person import to_third_person, word_set
-from server.extraction.slots import PROPER, SlotMatch, match_slots, slot_named
+from server.extraction.slot_rules import SlotMatch
+from server.extraction.slots import match_slots, slot_named
 from server.memory_models import MemoryKind
 from server.models import Role, StoredMessage
 
 # Above this many characters of user text a batch runs in a worker thread: the rules
-# take about 0.1 ms a sentence, so a short batch is cheaper to run inline.
-INLINE_CHARS = 2_000
+# take about 0.4 ms of CPU for a chat message (bench/extraction_quality.py), so a batch
+# of one or two messages costs less than the hop to a thread and runs inline.
+INLINE_CHARS = 400
 
 # How sure the extractor is, by what it recognised. The reconciler drops weak ones.
 FACT_CONFIDENCE = 0.9
@@ -45,6 +48,7 @@ DENIAL_CONFIDENCE = 0.75  # "I'm not vegetarian": no word says it used to be tru
 PREFERENCE_CONFIDENCE = 0.8
 STATEMENT_CONFIDENCE = 0.7
 CONTEXT_CONFIDENCE = 0.5
+REMARK_CONFIDENCE = 0.4
 HEDGE_PENALTY = 0.15
 
 _WITHDRAWAL = re.compile(
@@ -166,7 +170,7 @@ def _from_sentence(sentence: str, ids: tuple[str, ...]) -> list[Candidate]:
 
 
 def _facts(text: str, ids: tuple[str, ...], *, only_requests: bool = False) -> list[Candidate]:
-    matches = match_slots(text)
+    matches = list(match_slots(text))
     if only_requests:
         matches = [m for m in matches if m.slot == "contact_channel"]
     facts = [_fact(m, ids) for m in matches]
@@ -183,11 +187,15 @@ def _fact(match: SlotMatch, ids: tuple[str, ...]) -> Candidate:
         content=match.content,
         kind=MemoryKind.FACT,
         key=match.key,
-        topics=(match.slot, *match.topics),
+        topics=_slot_topics(match),
         source_message_ids=ids,
         reason=match.reason,
         confidence=match.confidence,
     )
+
+
+def _slot_topics(match: SlotMatch) -> tuple[str, ...]:
+    return tuple(dict.fromkeys((match.slot, *match.topics)))
 
 
 def _has_more_to_say(text: str, matches: list[SlotMatch]) -> bool:
@@ -231,7 +239,7 @@ def _retraction(text: str, ids: tuple[str, ...]) -> list[Candidate] | None:
                 content=m.content,
                 kind=MemoryKind.FACT,
                 key=m.key,
-                topics=(m.slot, *m.topics),
+                topics=_slot_topics(m),
                 source_message_ids=ids,
                 stance=Stance.RETRACT,
                 reason=f"user withdrew: {m.reason.removeprefix('user ')}",
@@ -295,7 +303,8 @@ def _semantic(parts: list[Clause], ids: tuple[str, ...]) -> Candidate | None:
         )
     else:
         content = _reported(text)
-        confidence = CONTEXT_CONFIDENCE
+        specific = any(c.kind is ClauseKind.CONTEXT for c in parts)
+        confidence = CONTEXT_CONFIDENCE if specific else REMARK_CONFIDENCE
         reason = "user mentioned a detail of their situation"
     if _HEDGE.search(text):
         confidence -= HEDGE_PENALTY

@@ -181,11 +181,15 @@ def _plural_be_len(rest: str) -> int:
     return match.end() if match else 0
 
 
+# The adverbs and the verb after "I": " really dislike", " no longer work".
+_AGREEING = re.compile(
+    r"((?:\s+(?:no\s+longer|" + "|".join(sorted(ADVERBS, key=len, reverse=True)) + r"))*)"
+    r"\s+((?:am\s+not)|[A-Za-z']+)"
+)
+
+
 def _agreeing_span(rest: str) -> re.Match[str] | None:
-    """The adverbs and the verb after "I": " really dislike"."""
-    pattern = r"((?:\s+(?:" + "|".join(sorted(ADVERBS, key=len, reverse=True)) + r"))*)"
-    pattern += r"\s+((?:am\s+not)|[A-Za-z']+)"
-    return re.match(pattern, rest)
+    return _AGREEING.match(rest)
 
 
 def _agree(rest: str) -> str:

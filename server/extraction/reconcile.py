@@ -26,6 +26,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
 from server.embedding import Embedder, Vector
 from server.errors import InvalidArgument
 from server.extraction.candidates import Candidate, Stance
@@ -206,7 +209,7 @@ class Reconciler:
                 "session_id": target.session_id,
             },
         )
-        await self._store.set_embeddings(conn, vectors=[(updated.id, list(vector))])
+        await self._store.set_embeddings(conn, ids=[updated.id], vectors=_one_vector(vector))
         return Decision(
             MemoryOp.UPDATE,
             _reason(f"new value for fact {candidate.key!r} supersedes the stale one", candidate),
@@ -248,7 +251,7 @@ class Reconciler:
                         "source_message_ids": _merged_sources(old, candidate),
                     },
                 )
-                await self._store.set_embeddings(conn, vectors=[(old.id, list(vector))])
+                await self._store.set_embeddings(conn, ids=[old.id], vectors=_one_vector(vector))
                 return Decision(
                     MemoryOp.UPDATE,
                     _reason(f"more specific (similarity {best.similarity:.2f})", candidate),
@@ -270,7 +273,7 @@ class Reconciler:
         memory = await self._store.insert(
             conn, user_id=user_id, draft=self._draft(target, candidate)
         )
-        await self._store.set_embeddings(conn, vectors=[(memory.id, list(vector))])
+        await self._store.set_embeddings(conn, ids=[memory.id], vectors=_one_vector(vector))
         nearest = f" (nearest similarity {best.similarity:.2f})" if best is not None else ""
         return Decision(
             MemoryOp.ADD,
@@ -343,6 +346,10 @@ class Reconciler:
             topics=list(dict.fromkeys(candidate.topics)),
             source_message_ids=list(candidate.source_message_ids),
         )
+
+
+def _one_vector(vector: Vector) -> npt.NDArray[np.float32]:
+    return np.asarray([vector], dtype=np.float32)
 
 
 def _reason(why: str, candidate: Candidate) -> str:

@@ -3,113 +3,41 @@
 A slot turns a first-person clause ("I moved to Berlin last year") into a keyed fact
 ("home_city": "The user lives in Berlin."). Two statements of the same slot share a
 key, so the reconciler supersedes the older one. Adding a slot is one `Slot(...)` in
-SLOTS: a name, the patterns that recognise it, and how to word the fact.
-
-Patterns run on the clause as the user wrote it (apostrophes straightened). Parts that
-must be case-insensitive say so inline with (?i:...); captured names and places must be
-capitalised, which is what keeps "I live in the city centre" from becoming a home city.
+SLOTS: a name, the patterns that recognise it (built from patterns.py), and how to
+word the fact (slot_rules.py).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from server.extraction.person import to_third_person, word_set
-
-# Building blocks. The pronoun "I" is matched in either case: chat is often lowercase.
-SELF = r"\b[Ii]"
-SELF_BE = r"\b[Ii](?:'m|\s+am)"
-ADV = r"(?:(?:just|now|currently|still|recently|finally|also|really|actually|already)\s+)*"
-CAP = r"[A-Z][\w'.&-]*"
-# A capitalised name of a place or organisation: "Berlin", "New York", "Rio de Janeiro".
-# Lowercase joiners are few on purpose: "on" would make "Wise on Monday" an employer.
-PROPER = rf"{CAP}(?:[ -](?:de|del|da|do|am|upon|of|&)(?=[ -]?[A-Z]))*(?:[ -]{CAP})*"
-# A place, possibly described: "a small town in Vermont".
-PLACE = rf"(?:(?:a|an|the)\s+(?:[a-z-]+\s+){{0,3}}?(?:in|near|outside(?:\s+of)?)\s+)?{PROPER}"
-NAME = r"[A-Z][a-z'-]+(?:\s+[A-Z][a-z'-]+)?"
-END = r"(?=$|[,.;:!?)]|\s+(?:and|but|so|because|since|though|too|as well)\b)"
-
-DIETS = (
-    "vegetarian|vegan|pescatarian|pescetarian|gluten-free|dairy-free|lactose-free|keto|"
-    "paleo|halal|kosher|plant-based|flexitarian|low-carb|carnivore"
+from server.extraction.patterns import (
+    ADV,
+    ANIMAL,
+    CAP,
+    CHILD,
+    DATE,
+    DEGREE,
+    DIETS,
+    END,
+    ITEMS,
+    JOBS,
+    NAME,
+    NOT_NAMES,
+    NOT_PLACES,
+    NOT_SUBJECTS,
+    PARENT,
+    PARTNER,
+    PLACE,
+    PROPER,
+    SELF,
+    SELF_BE,
+    SELF_OR_WE,
+    SIBLING,
+    SUBJECT,
 )
-JOBS = (
-    "engineer|developer|analyst|designer|teacher|nurse|doctor|student|manager|scientist|"
-    "accountant|lawyer|attorney|consultant|programmer|writer|researcher|architect|chef|"
-    "cook|pharmacist|dentist|electrician|plumber|mechanic|pilot|driver|barista|cashier|"
-    "salesperson|recruiter|freelancer|contractor|lecturer|professor|tutor|therapist|"
-    "paramedic|firefighter|technician|administrator|assistant|editor|journalist|"
-    "photographer|artist|musician|marketer|intern|specialist|coordinator|director|founder|"
-    "cleaner|carpenter|farmer|veterinarian|vet|economist|statistician|physician|surgeon|"
-    "midwife|caregiver|librarian|clerk|secretary|receptionist|translator|chemist|"
-    "biologist|physicist|mathematician|officer|executive|entrepreneur|retiree|pensioner|"
-    "paralegal|psychologist|social worker|police officer|soldier|waiter|waitress|"
-    "bartender|baker|butcher|hairdresser|trainer|coach|sysadmin|devops engineer"
-)
-CHILD = "son|daughter|kid|child|baby|boy|girl|stepson|stepdaughter"
-PARTNER = "wife|husband|partner|girlfriend|boyfriend|fiancee|fiance|fiancée|fiancé|spouse"
-SIBLING = "sister|brother|twin"
-PARENT = "mom|mum|mother|dad|father|stepmom|stepdad"
-ANIMAL = (
-    r"(?:[\w-]+\s+){0,2}?(?:dog|cat|puppy|kitten|rabbit|bunny|hamster|parrot|bird|horse|"
-    r"greyhound|labrador|retriever|terrier|poodle|beagle|spaniel|collie|shepherd|bulldog|"
-    r"dachshund|husky|pug|guinea pig|turtle|tortoise|snake|lizard|gecko|ferret)"
-)
-MONTH = (
-    r"(?:January|February|March|April|May|June|July|August|September|October|November|"
-    r"December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)"
-)
-_DAY = r"\d{1,2}(?:st|nd|rd|th)?"
-DATE = rf"(?:(?:{_DAY}\s+(?:of\s+)?{MONTH}|{MONTH}\s+{_DAY})(?:,?\s+\d{{4}})?)"
-_JOINER = r"(?:and|or|so|but|too|as|since|because|which|that|though|when|if)\b"
-_ITEM = rf"[\w-]+(?:\s(?!{_JOINER})[\w-]+)?"
-# "peanuts", "tree nuts", "peanuts, eggs and shellfish".
-ITEMS = rf"(?:{_ITEM}(?:,\s*{_ITEM})*,?\s+(?:and|or)\s+{_ITEM}|{_ITEM})"
-_LIST_SEPARATOR = re.compile(r",?\s+(?:and|or)\s+|,\s*")
-DEGREE = r"(?:degree|master's|masters|PhD|bachelor's)"
-SUBJECT = r"[\w -]+?"
-# "I study best in the morning" says when, not what.
-NOT_SUBJECTS = r"(?:best|better|hard|well|for|at|in|on|with|every|each|alone|late|early)\b"
-# "I'm X" is a name only when X is not one of these.
-NOT_NAMES = word_set(
-    "Fine Good Great Ok Okay Sorry Back Here Ready Done Sure Busy Tired Happy Excited "
-    "Vegan Vegetarian Not Also Just Still So Very Really Glad Home Free New"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class SlotMatch:
-    """A recognised fact: its key, its third-person wording and why it was proposed."""
-
-    slot: str
-    key: str
-    content: str
-    reason: str
-    topics: tuple[str, ...]
-    confidence: float
-
-
-# Words a fact from what the pattern captured (its named groups), the whole clause and
-# the matched span.
-Wording = Callable[[dict[str, str], str, str], str]
-
-
-def template(text: str) -> Wording:
-    """Words the fact from the captured groups: "The user lives in {value}."."""
-
-    def word(groups: dict[str, str], clause: str, span: str) -> str:
-        value = groups.get("value", "")
-        article = "an" if value[:1].lower() in "aeiou" else "a"
-        return text.format_map(_Default({**groups, "a": article}))
-
-    return word
-
-
-def matched_span(groups: dict[str, str], clause: str, span: str) -> str:
-    """Words the fact as the user said it, cut to the part the pattern recognised."""
-    return to_third_person(span)
+from server.extraction.person import to_third_person
+from server.extraction.slot_rules import Slot, SlotMatch, matched_span, template
 
 
 def _relation(groups: dict[str, str], clause: str, span: str) -> str:
@@ -123,58 +51,8 @@ def _relation(groups: dict[str, str], clause: str, span: str) -> str:
     return f"The user has {a} {rel} named {name}." if name else f"The user has {a} {rel}."
 
 
-@dataclass(frozen=True, slots=True)
-class Slot:
-    name: str
-    patterns: tuple[str, ...]
-    wording: Wording
-    reason: str
-    topics: tuple[str, ...] = ()
-    # The key; "{value}"/"{rel}" are filled with the slug of the captured group, so
-    # allergies and children each get their own key.
-    key: str = ""
-    confidence: float = 0.9
-    # The value may be a list ("peanuts and shellfish"): one fact per item.
-    listed: bool = False
-    compiled: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "compiled", tuple(re.compile(p) for p in self.patterns))
-
-    def match(self, clause: str) -> list[SlotMatch]:
-        for pattern in self.compiled:
-            found = pattern.search(clause)
-            if not found:
-                continue
-            groups = {k: v.strip() for k, v in found.groupdict().items() if v}
-            value = groups.get("value", "")
-            if self.name == "name" and value.split(" ")[0] in NOT_NAMES:
-                continue
-            values = _LIST_SEPARATOR.split(value) if self.listed else [value]
-            return [self._fact({**groups, "value": v}, clause, found.group(0)) for v in values]
-        return []
-
-    def _fact(self, groups: dict[str, str], clause: str, span: str) -> SlotMatch:
-        if not groups["value"]:
-            del groups["value"]
-        slugs = {k: slug(v) for k, v in groups.items()}
-        return SlotMatch(
-            slot=self.name,
-            key=(self.key or self.name).format_map(_Default(slugs)),
-            content=self.wording(groups, clause, span),
-            reason=self.reason,
-            topics=self.topics,
-            confidence=self.confidence,
-        )
-
-
-class _Default(dict[str, str]):
-    def __missing__(self, name: str) -> str:
-        return ""
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+def _capitalised_place(groups: dict[str, str], clause: str, span: str) -> str:
+    return f"The user lives in {groups['value'].capitalize()}."
 
 
 def _contact_wording(groups: dict[str, str], clause: str, span: str) -> str:
@@ -183,7 +61,13 @@ def _contact_wording(groups: dict[str, str], clause: str, span: str) -> str:
     return f"The user prefers to be contacted by {channel}."
 
 
-_CHANNELS = (("call", "phone"), ("phone", "phone"), ("mail", "email"), ("text", "text message"))
+_CHANNELS = (
+    ("call", "phone"),
+    ("phone", "phone"),
+    ("mail", "email"),
+    ("text", "text message"),
+    ("whatsapp", "WhatsApp"),
+)
 
 
 def _diet_wording(groups: dict[str, str], clause: str, span: str) -> str:
@@ -201,13 +85,28 @@ SLOTS: tuple[Slot, ...] = (
     Slot(
         "home_city",
         (
-            rf"{SELF}(?:'m|\s+am)?\s+{ADV}(?:live|living|reside|residing)\s+in\s+(?P<value>{PLACE})",
-            rf"{SELF}(?:'ve|\s+have)?\s+{ADV}(?:moved|relocated)\s+(?:back\s+)?(?:home\s+)?to\s+(?P<value>{PLACE})",
+            rf"{SELF_OR_WE}(?:'m|'re|\s+am|\s+are)?\s+{ADV}(?:live|living|reside|residing)\s+in\s+(?P<value>{PLACE})",
+            rf"{SELF_OR_WE}(?:'ve|\s+have)?\s+{ADV}(?:moved|relocated)\s+(?:back\s+)?(?:home\s+)?to\s+(?P<value>{PLACE})",
             rf"{SELF_BE}\s+{ADV}based\s+(?:in|out\s+of)\s+(?P<value>{PLACE})",
         ),
         template("The user lives in {value}."),
         "user stated their home city",
         ("location",),
+        cue=r"live|living|resid|moved|relocated|based",
+    ),
+    Slot(
+        # Chat is often lowercase ("i live in leeds btw"): a lone lowercase word that
+        # ends the clause is taken as a place, less surely, unless it is a common noun.
+        "home_city",
+        (
+            rf"{SELF_OR_WE}(?:'m|'re|\s+am|\s+are)?\s+{ADV}(?:live|living|based)\s+in\s+"
+            rf"(?!{NOT_PLACES})(?P<value>[a-z]{{3,}})\s*$",
+        ),
+        _capitalised_place,
+        "user stated their home city",
+        ("location",),
+        confidence=0.7,
+        cue=r"live|living|resid|moved|relocated|based",
     ),
     Slot(
         "origin",
@@ -219,6 +118,7 @@ SLOTS: tuple[Slot, ...] = (
         template("The user is originally from {value}."),
         "user stated where they are from",
         ("location",),
+        cue=r"from|grew up|born",
     ),
     Slot(
         "address",
@@ -229,6 +129,7 @@ SLOTS: tuple[Slot, ...] = (
         template("The user's address is {value}."),
         "user stated their address",
         ("location",),
+        cue=r"address",
     ),
     Slot(
         "timezone",
@@ -240,6 +141,7 @@ SLOTS: tuple[Slot, ...] = (
         template("The user's timezone is {value}."),
         "user stated their timezone",
         ("schedule",),
+        cue=r"time",
     ),
     Slot(
         "diet",
@@ -252,6 +154,7 @@ SLOTS: tuple[Slot, ...] = (
         _diet_wording,
         "user stated their diet",
         ("food", "diet"),
+        cue=r"vegetarian|vegan|pesc|gluten|dairy|lactose|keto|paleo|halal|kosher|plant|flexitarian|low-carb|carnivore|meat|animal",
     ),
     Slot(
         "allergy",
@@ -265,6 +168,7 @@ SLOTS: tuple[Slot, ...] = (
         ("health", "food"),
         key="allergy:{value}",
         listed=True,
+        cue=r"allerg",
     ),
     Slot(
         "intolerance",
@@ -273,17 +177,19 @@ SLOTS: tuple[Slot, ...] = (
         "user stated a food intolerance",
         ("health", "food"),
         key="intolerance:{value}",
+        cue=r"intolerant",
     ),
     Slot(
         "name",
         (
-            rf"\b[Mm]y\s+name\s+is\s+(?P<value>{NAME})",
+            rf"\b[Mm]y\s+name(?:\s+is|'s)\s+(?P<value>{NAME})",
             rf"\b(?i:call\s+me)\s+(?P<value>{NAME})\b",
             rf"{SELF}\s+go\s+by\s+(?P<value>{NAME})",
         ),
         template("The user's name is {value}."),
         "user stated their name",
         ("identity",),
+        reject=NOT_NAMES,
     ),
     Slot(
         "name",
@@ -292,6 +198,7 @@ SLOTS: tuple[Slot, ...] = (
         "user introduced themselves",
         ("identity",),
         confidence=0.7,
+        reject=NOT_NAMES,
     ),
     Slot(
         "age",
@@ -302,6 +209,7 @@ SLOTS: tuple[Slot, ...] = (
         template("The user is {value} years old."),
         "user stated their age",
         ("identity",),
+        cue=r"\d",
     ),
     Slot(
         "birthday",
@@ -312,17 +220,19 @@ SLOTS: tuple[Slot, ...] = (
         matched_span,
         "user stated their birthday",
         ("identity",),
+        cue=r"birthday|born",
     ),
     Slot(
         "occupation",
         (
             rf"{SELF_BE}\s+(?:now\s+|currently\s+|still\s+)?(?:a|an)\s+(?P<value>(?:[\w-]+\s+){{0,3}}?(?:{JOBS}))\b(?!\s+(?:role|job|position))",
             rf"{SELF}\s+{ADV}work\s+as\s+(?:a|an)\s+(?P<value>(?:[\w-]+\s+){{0,3}}?[\w-]+){END}",
-            rf"{SELF}\b(?:(?!want|like|hope|plan|wish|would|looking|dream|become)[^,;])*\bas\s+(?:a|an)\s+(?P<value>(?:[\w-]+\s+){{0,2}}?(?:{JOBS}))\b",
+            rf"{SELF}\b(?:(?!want|like|hope|plan|wish|would|looking|dream|become)(?:[^,;]|(?<=\d),(?=\d)))*\bas\s+(?:a|an)\s+(?P<value>(?:[\w-]+\s+){{0,2}}?(?:{JOBS}))\b",
         ),
         template("The user is {a} {value}."),
         "user stated their occupation",
         ("work",),
+        cue=r" a | an ",
     ),
     Slot(
         "employer",
@@ -334,6 +244,7 @@ SLOTS: tuple[Slot, ...] = (
         template("The user works at {value}."),
         "user stated their employer",
         ("work",),
+        cue=r" at | for | by | joined",
     ),
     Slot(
         "target_role",
@@ -344,6 +255,7 @@ SLOTS: tuple[Slot, ...] = (
         template("The user wants to work as {a} {value}."),
         "user stated the role they are looking for",
         ("work", "career"),
+        cue=r"role|job|position|career|work as|start as|become|be a",
     ),
     Slot(
         "work_arrangement",
@@ -353,6 +265,7 @@ SLOTS: tuple[Slot, ...] = (
         template("The user wants {value} work."),
         "user stated the work arrangement they want",
         ("work", "career"),
+        cue=r"remote|hybrid|site|office|part-time|full-time",
     ),
     Slot(
         "income",
@@ -362,6 +275,7 @@ SLOTS: tuple[Slot, ...] = (
         matched_span,
         "user stated their income",
         ("money",),
+        cue=r"make|earn|take home|paid|bring in",
     ),
     Slot(
         "field_of_study",
@@ -373,6 +287,7 @@ SLOTS: tuple[Slot, ...] = (
         template("The user studies {value}."),
         "user stated what they study",
         ("education",),
+        cue=r"stud|major|degree|master|phd|bachelor",
     ),
     Slot(
         "learning",
@@ -383,6 +298,7 @@ SLOTS: tuple[Slot, ...] = (
         "user stated something they are learning",
         ("education",),
         key="learning:{value}",
+        cue=r"learning",
     ),
     Slot(
         "learning_style",
@@ -393,6 +309,7 @@ SLOTS: tuple[Slot, ...] = (
         matched_span,
         "user stated how they learn best",
         ("learning",),
+        cue=r"learn",
     ),
     Slot(
         "focus_time",
@@ -400,20 +317,26 @@ SLOTS: tuple[Slot, ...] = (
         matched_span,
         "user stated when they work best",
         ("schedule", "learning"),
+        cue=r"best|better",
     ),
     Slot(
         "language",
         (
             rf"{SELF}\s+{ADV}speak\s+(?P<value>{CAP}(?:(?:,\s*|\s+and\s+){CAP})*)",
+            rf"{SELF_BE}\s+{ADV}(?:fluent|native)\s+in\s+(?P<value>{CAP}(?:(?:,\s*|\s+and\s+){CAP})*)",
+            rf"{SELF_BE}\s+(?:a\s+)?native\s+(?P<value>{CAP})\s+speaker",
             rf"\b[Mm]y\s+(?:native|first|mother)\s+(?:language|tongue)\s+is\s+(?P<value>{CAP})",
         ),
         template("The user speaks {value}."),
         "user stated the languages they speak",
         ("language",),
+        cue=r"speak|language|tongue|fluent|native",
     ),
     Slot(
         "contact_channel",
         (
+            r"(?i:\b(?P<value>text|e-?mail|call|phone|message|whatsapp)\s+me\s+"
+            r"(?:instead|rather|only|preferably))\b",
             r"(?i:\b(?:contact|reach|email|text|message|call)\s+me\s+(?:by|via|through|on|over))\s+"
             r"(?P<value>(?i:e-?mail|phone|text|sms|whatsapp|telegram|slack|signal))",
             rf"{SELF}(?:'d|\s+would)?\s+{ADV}prefer\s+(?:to\s+be\s+contacted\s+)?(?:by\s+|via\s+|a\s+)?(?P<value>(?i:e-?mail|phone(?:\s+call)?|call(?:\s?back)?|text(?:\s+messages?)?|sms))\b",
@@ -421,6 +344,7 @@ SLOTS: tuple[Slot, ...] = (
         _contact_wording,
         "user stated how they want to be contacted",
         ("contact",),
+        cue=r"contact|reach|mail|text|message|call|phone|sms",
     ),
     Slot(
         "partner",
@@ -431,6 +355,7 @@ SLOTS: tuple[Slot, ...] = (
         _relation,
         "user stated who their partner is",
         ("family",),
+        cue=r"wife|husband|partner|friend|fianc|spouse",
     ),
     Slot(
         "child",
@@ -442,6 +367,7 @@ SLOTS: tuple[Slot, ...] = (
         "user stated a child's name",
         ("family",),
         key="child:{value}",
+        cue=r"son|daughter|kid|child|baby|boy|girl",
     ),
     Slot(
         "sibling",
@@ -452,6 +378,7 @@ SLOTS: tuple[Slot, ...] = (
         "user stated a sibling's name",
         ("family",),
         key="sibling:{value}",
+        cue=r"sister|brother|twin",
     ),
     Slot(
         "parent",
@@ -462,6 +389,7 @@ SLOTS: tuple[Slot, ...] = (
         "user stated a parent's name",
         ("family",),
         key="parent:{rel}",
+        cue=r"mom|mum|mother|dad|father",
     ),
     Slot(
         "pet",
@@ -473,11 +401,12 @@ SLOTS: tuple[Slot, ...] = (
         "user stated a pet's name",
         ("pets",),
         key="pet:{value}",
+        cue=r"named|called|dog|cat|pupp|kitten|rabbit|bunny|hamster|parrot|bird|horse|hound|lab|retriever|terrier|poodle|beagle|spaniel|collie|shepherd|bulldog|dachshund|husky|pug|pig|turtle|tortoise|snake|lizard|gecko|ferret",
     ),
 )
 
 
-def match_slots(clause: str) -> list[SlotMatch]:
+def match_slots(clause: str) -> tuple[SlotMatch, ...]:
     """Every slot the clause states, each once ("I'm a vegan nurse": diet, occupation)."""
     found: dict[str, list[SlotMatch]] = {}
     for slot in SLOTS:
@@ -486,7 +415,7 @@ def match_slots(clause: str) -> list[SlotMatch]:
         matches = slot.match(clause)
         if matches:
             found[slot.name] = matches
-    return [m for matches in found.values() for m in matches]
+    return tuple(m for matches in found.values() for m in matches)
 
 
 # Words that name a slot in a withdrawal that gives no value: "forget my old address".

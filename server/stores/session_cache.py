@@ -7,19 +7,17 @@ session_cache.lua for the consistency rule between the list and Postgres.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib import resources
 from typing import Any
 
-from redis.asyncio import Redis
-
 from server.models import StoredMessage
 from server.stores import message_codec, redis_keys
 from server.stores.message_codec import EncodedMessage
+from server.stores.redis_mux import MultiplexedRedis, Script
 
-_SCRIPT = resources.files("server.stores").joinpath("session_cache.lua").read_text()
+_SCRIPT = Script(resources.files("server.stores").joinpath("session_cache.lua").read_text())
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +35,9 @@ class CachedTail:
 
 
 class SessionCache:
-    def __init__(self, redis: Redis, *, window: int, timeout: timedelta) -> None:
+    def __init__(self, redis: MultiplexedRedis, *, window: int) -> None:
         self._redis = redis
         self._window = window
-        self._timeout = timeout.total_seconds()
-        self._script = redis.register_script(_SCRIPT)
 
     @staticmethod
     def _keys(user_id: str, session_id: str) -> list[str]:
@@ -95,16 +91,13 @@ class SessionCache:
 
     async def drop(self, user_id: str, session_ids: list[str]) -> None:
         """Forget the windows of these sessions of one user."""
-        async with asyncio.timeout(self._timeout), self._redis.pipeline(transaction=False) as pipe:
-            for session_id in session_ids:
-                pipe.delete(*self._keys(user_id, session_id))
-            await pipe.execute()
+        # One DEL: a user's keys share a hash slot, so this holds on a cluster too.
+        keys = [key for session_id in session_ids for key in self._keys(user_id, session_id)]
+        if keys:
+            await self._redis.execute("DEL", *keys)
 
     async def _call(self, user_id: str, session_id: str, args: list[Any]) -> Any:
-        # One timeout around the whole call: redis-py's per-read socket
-        # timeouts cost more CPU than the rest of a history read's Redis work.
-        async with asyncio.timeout(self._timeout):
-            return await self._script(keys=self._keys(user_id, session_id), args=args)
+        return await self._redis.eval_script(_SCRIPT, self._keys(user_id, session_id), args)
 
 
 def _millis(ttl: timedelta) -> int:

@@ -23,12 +23,13 @@ from server.extraction.local import LocalExtractor
 from server.memory_models import MemoryKind
 
 HELD_OUT = LABELS.parent / "extraction_heldout.jsonl"
+BLIND = LABELS.parent / "extraction_blind.jsonl"
 
 
-@pytest.mark.parametrize("path", [LABELS, HELD_OUT], ids=["labels", "heldout"])
+@pytest.mark.parametrize("path", [LABELS, HELD_OUT, BLIND], ids=["labels", "heldout", "blind"])
 async def test_local_extractor_meets_its_floors(path: Path) -> None:
     quality = await score(LocalExtractor(), load_labels(path))
-    assert quality.utterances >= 60
+    assert quality.utterances >= 45
     assert quality.memory_precision >= 0.95, quality.misses
     assert quality.memory_recall >= 0.95, quality.misses
     assert quality.key_recall >= 0.9, quality.misses
@@ -47,7 +48,7 @@ async def test_every_candidate_points_at_user_messages_of_its_session() -> None:
                 assert set(candidate.source_message_ids) <= users
     cov = await coverage(extractor, conversations)
     assert cov.unattributed_share == 0.0
-    assert cov.evidence_coverage >= 0.85
+    assert cov.evidence_coverage >= 0.9
 
 
 async def test_the_scorer_counts_keys_and_withdrawals() -> None:

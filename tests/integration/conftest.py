@@ -29,6 +29,7 @@ from server.sessions import SessionService
 from server.settings import Settings
 from server.stack_file import StoreUrls
 from server.stores.migrations import apply_migrations
+from server.stores.redis_mux import MultiplexedRedis
 from tests.support.processes import scratch_dir
 from workers.context import WorkerState, install_state
 from workers.settings import worker_settings
@@ -138,6 +139,7 @@ async def isolated_stack(
         settings=settings,
         postgres=resources.postgres,
         redis=Redis.from_url(url),
+        redis_mux=MultiplexedRedis(url, timeout=settings.store_timeout.total_seconds()),
         tokens=resources.tokens,
         embedder=resources.embedder,
         arq=ArqRedis(connection_pool=ConnectionPool.from_url(url), default_queue_name=QUEUE_NAME),
@@ -172,4 +174,5 @@ async def isolated_stack(
         await running.stop(grace=1.0)
         await own.redis.flushdb()
         await own.redis.aclose()
+        await own.redis_mux.aclose()
         await own.arq.aclose(close_connection_pool=True)

@@ -147,6 +147,7 @@ async def test_history_beyond_the_redis_window_reads_postgres(
             settings=resources.settings.model_copy(update={"session_window": 5}),
             postgres=resources.postgres,
             redis=resources.redis,
+            redis_mux=resources.redis_mux,
             tokens=resources.tokens,
             embedder=resources.embedder,
             arq=resources.arq,

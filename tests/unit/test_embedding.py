@@ -1,13 +1,17 @@
-"""Embedder logic without a model: the encoder is a fake that counts its calls."""
+"""Embedder logic with a fake encoder that counts its calls, then the real
+model's default backend against torch's vectors."""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
+from bench.textgen import SentenceGenerator
 from server.embedding import (
     EMBEDDING_DIMENSION,
     QUERY_CACHE_SIZE,
@@ -17,6 +21,11 @@ from server.embedding import (
 )
 from server.errors import FailedPrecondition
 from server.job_queue import QUEUE_NAME, enqueue_embedding
+from server.onnx_encoder import cached_model
+from server.settings import Settings
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 
 class CountingEncoder:
@@ -92,3 +101,85 @@ async def test_embedding_jobs_have_deterministic_ids_on_our_queue() -> None:
             {"memory_ids": ["a", "b"], "_job_id": "embed:a", "_queue_name": QUEUE_NAME},
         )
     ]
+
+
+def test_batches_group_texts_of_similar_length_and_vectors_keep_input_order() -> None:
+    encoder = CountingEncoder()
+    texts = ["a" * 30, "b", "c" * 10, "d" * 2, "e" * 25, "f" * 3]
+    vectors = _embedder(encoder, batch_size=2).embed(texts)
+    # Shortest first, so each batch pads to a length close to its texts'.
+    assert [[len(text) for text in batch] for batch in encoder.batches] == [
+        [1, 2],
+        [3, 10],
+        [25, 30],
+    ]
+    assert [vector.index(1.0) for vector in vectors] == [len(text) for text in texts]
+    array = _embedder(CountingEncoder(), batch_size=4).embed_array(texts)
+    assert array.shape == (len(texts), EMBEDDING_DIMENSION)
+    assert [int(row.argmax()) for row in array] == [len(text) for text in texts]
+
+
+# -- the real model: the default backend against torch ------------------------
+
+# Varied on purpose: int8 and other approximations drift most on very short
+# texts, and long ones exercise truncation at max_seq_length.
+ACCURACY_TEXTS = [
+    "ok",
+    "no",
+    "thanks!",
+    "lol",
+    "Call mom",
+    "N/A",
+    "🙂",
+    "Prefers tea.",
+    "Le client préfère être contacté par courriel le matin.",
+    "El usuario es alérgico a los cacahuetes.",
+    "ユーザーは猫を二匹飼っている。",
+    "SELECT * FROM users WHERE id = 7;",
+    "https://example.com/some/path?query=1&other=2",
+    "!!!!!!!!!!!!!!!!!!!!!!!!",
+    "UPPERCASE NOTE ABOUT THE USER'S FAVORITE BAND, METALLICA",
+    " ".join(["The user asked about rail passes, ryokans and vegetarian food in Kyoto."] * 40),
+    *SentenceGenerator(5).distinct(150),
+]
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="module")
+def torch_model() -> SentenceTransformer:
+    return Embedder.load_sentence_transformer(Settings())
+
+
+def test_the_default_backend_matches_torch_on_varied_texts(
+    cache_dir: Path, torch_model: SentenceTransformer
+) -> None:
+    embedder = Embedder.load(Settings(embedding_cache_dir=cache_dir))
+    vectors = np.asarray(embedder.embed(ACCURACY_TEXTS))
+    expected = torch_model.encode(
+        ACCURACY_TEXTS, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
+    assert vectors.shape == (len(ACCURACY_TEXTS), EMBEDDING_DIMENSION)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    cosines = (vectors * expected).sum(axis=1)
+    assert cosines.min() >= 0.99, ACCURACY_TEXTS[int(cosines.argmin())]
+
+
+def test_the_built_onnx_model_is_reused_and_rebuilt_when_corrupted(
+    cache_dir: Path, torch_model: SentenceTransformer
+) -> None:
+    path = cached_model(torch_model, cache_dir=cache_dir, quantize=False)
+    built = path.stat().st_mtime_ns
+    assert cached_model(torch_model, cache_dir=cache_dir, quantize=False) == path
+    assert path.stat().st_mtime_ns == built  # reused, not rebuilt
+    manifest = json.loads(path.with_suffix(".json").read_text())
+    assert manifest["min_cosine_to_torch"] >= 0.999
+
+    with path.open("r+b") as handle:  # a truncated copy, a disk error...
+        handle.truncate(1000)
+    assert cached_model(torch_model, cache_dir=cache_dir, quantize=False) == path
+    assert path.stat().st_size > 1000
+    assert manifest["sha256"] == json.loads(path.with_suffix(".json").read_text())["sha256"]
