@@ -18,7 +18,7 @@ from server.extraction.candidates import ExtractionFailed
 from server.extraction.llm import LlmExtractor, ResponseFormat
 from server.models import Role, StoredMessage
 from server.settings import Settings
-from tests.llm.conftest import LlamaServer
+from tests.support.llama import LlamaServer
 
 pytestmark = pytest.mark.llm
 
