@@ -85,8 +85,8 @@ async def test_a_transcript_yields_valid_candidates_or_a_clean_failure(
 async def test_a_server_without_json_schema_support_gets_json_object_with_the_schema(
     extractor: LlmExtractor,
 ) -> None:
-    # llama.cpp's server refuses OpenAI's json_schema format with a 4xx; the
-    # extractor falls back and keeps the format that worked.
+    # llama-cpp-python's server refuses OpenAI's json_schema format (with a 500
+    # naming response_format); the extractor falls back and keeps what worked.
     assert extractor.response_format is None
     # The model's output may be invalid; the format was settled before that.
     with contextlib.suppress(ExtractionFailed):
