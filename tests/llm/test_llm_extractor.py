@@ -51,7 +51,10 @@ def llm_settings(server: LlamaServer, **overrides: Any) -> Settings:
         "llm_base_url": server.base_url,
         "llm_model": server.model,
         "llm_retry_backoff": timedelta(milliseconds=10),
-        "llm_timeout": timedelta(seconds=120),  # a loaded 2-core machine is slow
+        # A 135M model on a busy 2-core machine is slow, and a request that
+        # times out keeps the server busy: short answers, a long timeout.
+        "llm_max_tokens": 384,
+        "llm_timeout": timedelta(minutes=10),
         **overrides,
     }
     return Settings(**values)
