@@ -58,7 +58,7 @@ $(LLM_STAMP): requirements-llm.txt
 	@touch $@
 
 test-llm: venv $(LLM_STAMP)  ## the LLM extractor against a real llama.cpp server (slow first build)
-	MEMORYD_TEST_LLAMA_PYTHON=$(CURDIR)/$(LLM_VENV)/bin/python $(PY) -m pytest -q -m llm tests/llm
+	MEMORYD_TEST_LLAMA_PYTHON=$(CURDIR)/$(LLM_VENV)/bin/python $(PY) -m pytest -q -m llm tests/llm tests/integration/test_llm_extraction_job.py
 
 test-unit: venv  ## unit tests only (no servers)
 	$(PY) -m pytest -q tests/unit

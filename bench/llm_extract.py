@@ -1,7 +1,7 @@
 """Throughput of the LLM extractor on a JSONL dataset: messages per second.
 
     MEMORYD_LLM_BASE_URL=http://127.0.0.1:8080/v1 MEMORYD_LLM_MODEL=NAME \\
-        memoryd-bench llm-extract --dataset bench/data/tiny.jsonl
+        memoryd-bench llm-extract --dataset bench/data/tiny.jsonl [--sessions N]
 
 Runs LlmExtractor over every session of the dataset, one session at a time (as one
 worker does), and prints messages per second, candidates per message and how many
@@ -41,12 +41,12 @@ def _stored(session_messages: Sequence[tuple[str, str, str]]) -> list[StoredMess
     ]
 
 
-async def run(dataset: Path, settings: Settings) -> None:
+async def run(dataset: Path, settings: Settings, *, limit: int | None = None) -> None:
     sessions = [
         _stored([(m.id, m.role, m.content) for m in session.messages])
         for conversation in load(dataset)
         for session in conversation.sessions
-    ]
+    ][:limit]
     extractor = LlmExtractor(settings)
     messages = candidates = failed = 0
     started = time.perf_counter()
@@ -74,9 +74,10 @@ async def run(dataset: Path, settings: Settings) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="memoryd-bench llm-extract", description=__doc__)
     parser.add_argument("--dataset", type=Path, default=Path("bench/data/tiny.jsonl"))
+    parser.add_argument("--sessions", type=int, default=None, help="only the first N sessions")
     args = parser.parse_args(argv)
     settings = Settings()
     if settings.llm_base_url is None:
         parser.error("set MEMORYD_LLM_BASE_URL and MEMORYD_LLM_MODEL")
-    asyncio.run(run(args.dataset, settings))
+    asyncio.run(run(args.dataset, settings, limit=args.sessions))
     return 0

@@ -41,6 +41,15 @@ _MAX_BACKOFF_S = 30.0
 _FORMAT_REJECTED = frozenset({400, 415, 422})
 
 
+def _rejects_format(error: openai.APIStatusError) -> bool:
+    """Whether the server refused the request's response_format. Most servers say
+    so with a 4xx; llama-cpp-python 0.3.x answers json_schema with a 500 whose
+    body names the field, which retrying would only repeat."""
+    if error.status_code in _FORMAT_REJECTED:
+        return True
+    return error.status_code >= 500 and "response_format" in error.message
+
+
 class ResponseFormat(enum.Enum):
     """How the extractor asks the server for JSON, most constrained first."""
 
@@ -143,7 +152,7 @@ class LlmExtractor:
             try:
                 completion = await self._send(prompt, fmt)
             except openai.APIStatusError as exc:
-                if exc.status_code in _FORMAT_REJECTED and fmt is not formats[-1]:
+                if _rejects_format(exc) and fmt is not formats[-1]:
                     log.info(
                         "LLM endpoint %s refused response_format %s (HTTP %d); trying the next",
                         self.base_url,
@@ -174,7 +183,7 @@ class LlmExtractor:
                     extra_body={"response_format": response_format_body(fmt, self._schema)},
                 )
             except openai.APIStatusError as exc:
-                if exc.status_code != 429 and exc.status_code < 500:
+                if _rejects_format(exc) or (exc.status_code != 429 and exc.status_code < 500):
                     raise
                 error: openai.APIError = exc
             except openai.APIConnectionError as exc:
