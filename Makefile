@@ -7,12 +7,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BUF := tools/node_modules/.bin/buf
 STAMP := $(VENV)/.installed
+# The LLM extractor's end-to-end tests run a real OpenAI-compatible server
+# (llama-cpp-python, built from source) in a virtualenv of its own.
+LLM_VENV := .venv-llm
+LLM_STAMP := $(LLM_VENV)/.installed
 PROTOS := $(wildcard proto/memoryd/v1/*.proto)
 TS := clients/typescript
 TS_STAMP := $(TS)/node_modules/.installed
 
 .PHONY: help up smoke venv test test-unit lint typecheck format proto proto-check buf-lint bench \
-	bench-sessions bench-search bench-recall bench-peers lock clean ts-deps ts-proto \
+	bench-sessions bench-search bench-recall bench-peers lock clean test-llm ts-deps ts-proto \
 	ts-proto-check test-ts
 
 help:  ## list the targets
@@ -43,6 +47,18 @@ tools/node_modules/.bin/buf: tools/package.json tools/package-lock.json
 test: venv $(BUF)  ## install and run all the tests (unit, integration, e2e) and the checks
 	$(MAKE) --no-print-directory proto-check buf-lint lint typecheck
 	$(PY) -m pytest -q
+
+# LLAVA_BUILD=OFF: the vision library is not needed for text and is a third of the build.
+$(LLM_STAMP): requirements-llm.txt
+	@test -x $(LLM_VENV)/bin/python || $(PYTHON) -m venv $(LLM_VENV)
+	$(LLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	@echo "building llama-cpp-python from source (first time: 10 minutes or more)..."
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(LLM_VENV)/bin/python -m pip install --progress-bar off \
+	  --no-deps -r requirements-llm.txt
+	@touch $@
+
+test-llm: venv $(LLM_STAMP)  ## the LLM extractor against a real llama.cpp server (slow first build)
+	MEMORYD_TEST_LLAMA_PYTHON=$(CURDIR)/$(LLM_VENV)/bin/python $(PY) -m pytest -q -m llm tests/llm tests/integration/test_llm_extraction_job.py
 
 test-unit: venv  ## unit tests only (no servers)
 	$(PY) -m pytest -q tests/unit
@@ -117,5 +133,5 @@ lock:  ## re-pin requirements.lock from requirements.in
 	$(PY) -m piptools compile --quiet --strip-extras --no-emit-find-links --no-emit-index-url \
 	  -o requirements.lock requirements.in
 
-clean:  ## remove the virtualenvs (memoryd's, the peers') and tool installs (keeps .memoryd data)
-	rm -rf $(VENV) .peers tools/node_modules $(TS)/node_modules $(TS)/dist
+clean:  ## remove the virtualenvs (memoryd's, the LLM server's, the peers') and tool installs
+	rm -rf $(VENV) $(LLM_VENV) .peers tools/node_modules $(TS)/node_modules $(TS)/dist

@@ -3,6 +3,7 @@
     memoryd-bench recall --dataset FILE.jsonl --target HOST:PORT   evidence recall@k
     memoryd-bench search [--quick]                                 search latency, ANN recall
     memoryd-bench sessions [--quick]                               session memory latency
+    memoryd-bench llm-extract [--dataset FILE.jsonl]               LLM extractor messages/s
 
 Each subcommand is its module's main(); the options after the subcommand are
 its own (`memoryd-bench recall --help`).
@@ -20,12 +21,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "recall": ("bench.recall", "evidence recall@k of SearchMemories on a JSONL dataset"),
     "search": ("bench.search", "SearchMemories latency, embedding rate, ANN recall (own stack)"),
     "sessions": ("bench.sessions", "AppendMessages/GetHistory latency (own stack)"),
+    "llm-extract": ("bench.llm_extract", "LLM extractor throughput (MEMORYD_LLM_* endpoint)"),
 }
 
 
 def usage() -> str:
     lines = ["usage: memoryd-bench COMMAND [options]", "", "commands:"]
-    lines += [f"  {name:<9} {about}" for name, (_, about) in COMMANDS.items()]
+    lines += [f"  {name:<11} {about}" for name, (_, about) in COMMANDS.items()]
     return "\n".join(lines)
 
 

@@ -1,12 +1,16 @@
 """Evidence recall benchmark: store a dataset's messages as memories, search
 each question, and score evidence recall@k and hit@k.
 
-    memoryd-bench recall --dataset FILE.jsonl --target HOST:PORT [--k 10] [--mode messages]
+    memoryd-bench recall --dataset FILE.jsonl --target HOST:PORT [--k 10] [--mode messages|extract]
 
 Reads the held-out evaluation format (DESIGN.md). With --mode messages every
 message becomes one SEMANTIC memory, content "Speaker: text", with
 source_message_ids=[message id], so this measures retrieval alone, not
-extraction. Each question is searched in hybrid, keyword-only and
+extraction. With --mode extract the sessions are appended (AppendMessages)
+and extracted by memoryd (ExtractMemories), and the extracted memories are
+searched; the same run also does --mode messages for other users, so the two
+are printed side by side (bench/extract.py). Each question is searched in
+hybrid, keyword-only and
 semantic-only mode in the same run. Progress goes to stderr; the report to
 stdout, its LAST line one JSON object (the --search-mode figures at the top
 level, every mode under "modes").
@@ -20,7 +24,7 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,12 +32,14 @@ from typing import Any
 import grpc
 from google.protobuf import struct_pb2
 
-from bench import scoring
+from bench import extract, scoring
 from bench.dataset import Conversation, DatasetError, Session, load
 from bench.harness import progress
 from bench.stats import format_table, percentile
 from memoryd.v1 import memory_service_pb2 as pb
 from memoryd.v1 import memory_service_pb2_grpc as memory_grpc
+from memoryd.v1 import session_service_pb2 as spb
+from memoryd.v1 import session_service_pb2_grpc as session_grpc
 
 SEARCH_MODES: dict[str, pb.SearchMode] = {
     "hybrid": pb.SEARCH_MODE_HYBRID,
@@ -58,6 +64,9 @@ class Config:
     deadline_s: float
     keep: bool
     run_prefix: str
+    mode: str = "messages"
+    # Workers the target runs (`memoryd up` runs one): extraction throughput is per worker.
+    workers: int = 1
 
 
 def parse_args(argv: Sequence[str] | None) -> Config:
@@ -70,7 +79,14 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     parser.add_argument(
         "--mode",
         default="messages",
-        help="how memories are made: 'messages' (one per message); 'extract' comes later",
+        help="how memories are made: 'messages' (one per message) or 'extract' (by "
+        "memoryd's extraction, printed beside 'messages' from the same run)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="memoryd workers serving the target, for throughput per worker (1)",
     )
     parser.add_argument(
         "--search-mode",
@@ -94,8 +110,6 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     args = parser.parse_args(argv)
     if args.mode not in INGEST_MODES:
         parser.error(f"--mode must be one of {', '.join(INGEST_MODES)}, not {args.mode!r}")
-    if args.mode == "extract":
-        parser.error("--mode extract is not implemented yet (a later issue); use --mode messages")
     if not 1 <= args.k <= 100:
         parser.error("--k must be 1..100 (SearchMemories' limit)")
     return Config(
@@ -107,6 +121,8 @@ def parse_args(argv: Sequence[str] | None) -> Config:
         concurrency=max(1, args.concurrency),
         deadline_s=args.deadline,
         keep=args.keep,
+        mode=args.mode,
+        workers=max(1, args.workers),
         # Users are unique per run: content dedup is per user, so a rerun into
         # the same users would get the old memories (and their ids) back.
         run_prefix=args.run_prefix or f"bench-recall-{uuid.uuid4().hex[:8]}",
@@ -127,6 +143,11 @@ class IngestStats:
 
 def user_of(config: Config, conversation: Conversation) -> str:
     return f"{config.run_prefix}-{conversation.user_id}"
+
+
+def extract_user_of(config: Config, conversation: Conversation) -> str:
+    """The user whose memories come from extraction (--mode extract)."""
+    return f"{config.run_prefix}-extract-{conversation.user_id}"
 
 
 def memory_requests(session: Session, run_prefix: str) -> list[pb.CreateMemoryRequest]:
@@ -191,8 +212,9 @@ async def search_conversation(
     conversation: Conversation,
     mode: pb.SearchMode,
     result: ModeResult,
+    users: Callable[[Config, Conversation], str] = user_of,
 ) -> None:
-    user_id = user_of(config, conversation)
+    user_id = users(config, conversation)
     scored = [q for q in conversation.questions if q.evidence]
     for index, question in enumerate(scored):
         started = time.perf_counter()
@@ -217,14 +239,17 @@ async def search_conversation(
 
 
 async def search_all(
-    stub: memory_grpc.MemoryServiceAsyncStub, config: Config, conversations: Sequence[Conversation]
+    stub: memory_grpc.MemoryServiceAsyncStub,
+    config: Config,
+    conversations: Sequence[Conversation],
+    users: Callable[[Config, Conversation], str] = user_of,
 ) -> dict[str, ModeResult]:
     results: dict[str, ModeResult] = {}
     gate = asyncio.Semaphore(config.concurrency)
 
     async def one(conversation: Conversation, mode: pb.SearchMode, result: ModeResult) -> None:
         async with gate:  # questions of one conversation run in order, conversations in parallel
-            await search_conversation(stub, config, conversation, mode, result)
+            await search_conversation(stub, config, conversation, mode, result, users)
 
     for name, mode in SEARCH_MODES.items():
         result = results[name] = ModeResult()
@@ -233,14 +258,18 @@ async def search_all(
                 group.create_task(one(conversation, mode, result))
         figures = scoring.aggregate(result.outcomes, config.k)
         progress(
-            f"{name}: {figures['questions']} questions, recall@{config.k} "
+            f"{name} ({'extracted' if users is extract_user_of else 'messages'}): "
+            f"{figures['questions']} questions, recall@{config.k} "
             f"{figures[f'recall@{config.k}']:.3f}, hit@{config.k} {figures[f'hit@{config.k}']:.3f}"
         )
     return results
 
 
 async def cleanup(
-    stub: memory_grpc.MemoryServiceAsyncStub, config: Config, users: Sequence[str]
+    stub: memory_grpc.MemoryServiceAsyncStub,
+    config: Config,
+    users: Sequence[str],
+    sessions: session_grpc.SessionServiceAsyncStub | None = None,
 ) -> int:
     deleted = 0
     for user_id in users:
@@ -248,6 +277,10 @@ async def cleanup(
             pb.DeleteUserMemoriesRequest(user_id=user_id), timeout=config.deadline_s
         )
         deleted += reply.deleted_count
+        if sessions is not None:  # --mode extract appended transcripts
+            await sessions.DeleteUserSessions(
+                spb.DeleteUserSessionsRequest(user_id=user_id), timeout=config.deadline_s
+            )
     progress(f"deleted {deleted} memories of {len(users)} bench users")
     return deleted
 
@@ -269,10 +302,11 @@ def build_report(
     conversations: Sequence[Conversation],
     stats: IngestStats,
     results: dict[str, ModeResult],
+    extracted: tuple[extract.ExtractStats, dict[str, ModeResult]] | None = None,
 ) -> dict[str, Any]:
     modes = {name: mode_report(result, config.k) for name, result in results.items()}
     total_questions = sum(len(c.questions) for c in conversations)
-    return {
+    report = {
         **modes[config.search_mode],
         "search_mode": config.search_mode,
         "k": config.k,
@@ -288,21 +322,66 @@ def build_report(
         "note": CREATED_AT_NOTE,
         "modes": modes,
     }
+    if extracted is None:
+        return report
+    # --mode extract: the extracted memories' figures on top, --mode messages
+    # of the same run beside them.
+    extract_stats, extract_results = extracted
+    extract_modes = {name: mode_report(r, config.k) for name, r in extract_results.items()}
+    beside = {
+        key: report[key]
+        for key in ("memories", "deduplicated", "ingest_acks_per_s", "note", "modes")
+    }
+    return {
+        **report,
+        **extract_modes[config.search_mode],
+        "ingest_mode": "extract",
+        "memories": extract_stats.memories,
+        "deduplicated": 0,
+        "modes": extract_modes,
+        "extraction": extract.report(extract_stats, workers=config.workers),
+        "messages_mode": beside,
+    }
 
 
-def render(report: dict[str, Any]) -> str:
-    k = report["k"]
-    headers = ["mode", "questions", f"recall@{k}", f"hit@{k}", "search p50 ms"]
-    rows = [
+def _mode_rows(modes: dict[str, Any], k: int, ingest: str) -> list[list[str]]:
+    return [
         [
+            ingest,
             name,
             str(figures["questions"]),
             f"{figures[f'recall@{k}']:.3f}",
             f"{figures[f'hit@{k}']:.3f}",
             f"{figures.get('search_p50_ms', float('nan')):.1f}",
         ]
-        for name, figures in report["modes"].items()
+        for name, figures in modes.items()
     ]
+
+
+def _extraction_lines(report: dict[str, Any]) -> list[str]:
+    figures = report["extraction"]
+    beside = report["messages_mode"]
+    return [
+        f"extraction ({figures['extractor']}): {figures['messages']} messages -> "
+        f"{figures['memories']} memories ({figures['memories_per_message']:.3f} per message; "
+        f"--mode messages: {beside['memories']}), "
+        f"{figures['unattributed_share']:.1%} citing no message, "
+        f"{figures['mean_sources_per_memory']:.2f} cited messages per memory",
+        f"throughput: {figures['messages_per_s_per_worker']:.1f} messages/s per worker "
+        f"({figures['messages']} messages appended and extracted in {figures['extract_s']:.1f}s "
+        f"by {figures['workers']} worker(s))",
+        "",
+    ]
+
+
+def render(report: dict[str, Any]) -> str:
+    k = report["k"]
+    headers = ["memories", "mode", "questions", f"recall@{k}", f"hit@{k}", "search p50 ms"]
+    rows = _mode_rows(report["modes"], k, report["ingest_mode"])
+    extraction: list[str] = []
+    if report["ingest_mode"] == "extract":
+        rows += _mode_rows(report["messages_mode"]["modes"], k, "messages")
+        extraction = _extraction_lines(report)
     categories = report["by_category"]
     category_rows = [
         [name, str(f["questions"]), f"{f[f'recall@{k}']:.3f}", f"{f[f'hit@{k}']:.3f}"]
@@ -314,6 +393,7 @@ def render(report: dict[str, Any]) -> str:
             f"{report['memories']} memories ({report['deduplicated']} deduplicated)",
             f"note:    {report['note']}",
             "",
+            *extraction,
             format_table(headers, rows),
             "",
             f"by category ({report['search_mode']}):",
@@ -327,16 +407,43 @@ def render(report: dict[str, Any]) -> str:
 
 async def run(config: Config, conversations: Sequence[Conversation]) -> dict[str, Any]:
     users = sorted({user_of(config, c) for c in conversations})
+    extracted = None
     async with grpc.aio.insecure_channel(config.target) as channel:
         stub = memory_grpc.MemoryServiceStub(channel)
         try:
             progress(f"storing the messages of {len(conversations)} conversations as memories")
             stats = await ingest(stub, config, conversations)
             results = await search_all(stub, config, conversations)
+            if config.mode == "extract":
+                users += sorted({extract_user_of(config, c) for c in conversations})
+                extracted = await run_extraction(channel, stub, config, conversations)
         finally:
             if not config.keep:
-                await cleanup(stub, config, users)
-    return build_report(config, conversations, stats, results)
+                sessions = session_grpc.SessionServiceStub(channel)
+                await cleanup(stub, config, users, sessions if config.mode == "extract" else None)
+    return build_report(config, conversations, stats, results, extracted)
+
+
+async def run_extraction(
+    channel: grpc.aio.Channel,
+    stub: memory_grpc.MemoryServiceAsyncStub,
+    config: Config,
+    conversations: Sequence[Conversation],
+) -> tuple[extract.ExtractStats, dict[str, ModeResult]]:
+    progress(f"appending and extracting the sessions of {len(conversations)} conversations")
+
+    def users(conversation: Conversation) -> str:
+        return extract_user_of(config, conversation)
+
+    stats = await extract.ingest(
+        channel,
+        conversations,
+        users,
+        concurrency=config.concurrency,
+        deadline_s=config.deadline_s,
+    )
+    await extract.measure(stub, conversations, users, stats, deadline_s=config.deadline_s)
+    return stats, await search_all(stub, config, conversations, extract_user_of)
 
 
 def first_rpc_error(exc: BaseException) -> grpc.aio.AioRpcError | None:
@@ -363,6 +470,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         report = asyncio.run(run(config, conversations))
+    except extract.ExtractionJobFailed as exc:
+        print(f"memoryd-bench recall: {exc}", file=sys.stderr)
+        return 1
     except (grpc.aio.AioRpcError, ExceptionGroup) as exc:
         rpc_error = first_rpc_error(exc)
         if rpc_error is None:

@@ -13,6 +13,7 @@ QUEUE_NAME = "memoryd:v1:queue"
 HEALTH_CHECK_KEY = f"{QUEUE_NAME}:health-check"
 
 EMBED_MEMORIES = "embed_memories"
+EXTRACT_MEMORIES = "extract_memories"
 
 
 async def enqueue_embedding(arq: ArqRedis, memory_ids: list[str]) -> None:
@@ -30,3 +31,31 @@ async def enqueue_embedding(arq: ArqRedis, memory_ids: list[str]) -> None:
         _job_id=f"embed:{memory_ids[0]}",
         _queue_name=QUEUE_NAME,
     )
+
+
+def extraction_job_id(*, user_id: str, session_id: str, job_id: str = "") -> str:
+    """One arq job per session, so triggers that arrive while one is queued
+    coalesce; a job given its own messages is its own. The user id is
+    length-prefixed: ids may hold ':' and two sessions must never share a name."""
+    if session_id:
+        return f"extract:{len(user_id)}:{user_id}:{session_id}"
+    return f"extract:job:{job_id}"
+
+
+async def enqueue_extraction(
+    arq: ArqRedis, *, user_id: str, session_id: str = "", job_id: str = "", trigger: str = "api"
+) -> bool:
+    """Ask a worker to extract a session's new messages (or one job's own
+    messages). False when that session's job is already queued or running:
+    the running one picks up what arrived after it started (see
+    server.extraction.runner)."""
+    job = await arq.enqueue_job(
+        EXTRACT_MEMORIES,
+        user_id=user_id,
+        session_id=session_id,
+        job_id=job_id,
+        trigger=trigger,
+        _job_id=extraction_job_id(user_id=user_id, session_id=session_id, job_id=job_id),
+        _queue_name=QUEUE_NAME,
+    )
+    return job is not None

@@ -22,6 +22,8 @@ class MemoryOp(enum.IntEnum):
     ADD = 1
     UPDATE = 2
     DELETE = 3
+    # Extraction left the memory as it was (already known, or weak evidence).
+    NOOP = 4
 
 
 class SearchMode(enum.Enum):

@@ -55,6 +55,8 @@ class Session:
     create_time: datetime
     update_time: datetime
     ttl: timedelta
+    # The last seq memory extraction has read (0: none yet).
+    extracted_seq: int = 0
 
 
 class WindowKind(enum.Enum):

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from server import validation
 from server.errors import AlreadyExists, InvalidArgument, NotFound
+from server.extraction.triggers import AppendTrigger
 from server.history import HistorySelector, WindowFields
 from server.models import (
     AppendResult,
@@ -27,6 +28,7 @@ from server.models import (
 )
 from server.pagination import decode_page_token, encode_page_token, page_size
 from server.resources import Resources
+from server.settings import Settings
 from server.stores import message_codec, session_store
 from server.stores.message_codec import EncodedMessage
 from server.stores.session_cache import SessionCache
@@ -40,11 +42,40 @@ _MAX_RUNS = 1000
 _MAX_TOKENS = 10_000_000
 
 
+def check_new_messages(settings: Settings, messages: list[NewMessage]) -> None:
+    """The checks on a request's messages[] (AppendMessages, ExtractMemories)."""
+    limit = settings.max_messages_per_append
+    if not messages:
+        raise InvalidArgument("messages", "must hold at least one message")
+    if len(messages) > limit:
+        raise InvalidArgument(
+            "messages", f"holds {len(messages)} messages; send at most {limit} per call"
+        )
+    seen: set[str] = set()
+    max_bytes = settings.max_message_bytes
+    for index, message in enumerate(messages):
+        field = f"messages[{index}]"
+        size = len(message.content.encode())
+        if size > max_bytes:
+            raise InvalidArgument(
+                f"{field}.content", f"is {size} bytes; the maximum is {max_bytes}"
+            )
+        for name in ("id", "name", "run_id"):
+            validation.optional_id(
+                f"{field}.{name}", getattr(message, name), max_length=settings.max_id_length
+            )
+        if message.id:
+            if message.id in seen:
+                raise InvalidArgument(f"{field}.id", f"repeats id {message.id!r}")
+            seen.add(message.id)
+
+
 class SessionService:
     def __init__(self, resources: Resources) -> None:
         self._settings = resources.settings
         self._postgres = resources.postgres
         self._tokens = resources.tokens
+        self._extraction = AppendTrigger(resources.arq, resources.settings)
         self._cache = SessionCache(resources.redis_mux, window=self._settings.session_window)
 
     # -- validation ------------------------------------------------------
@@ -56,34 +87,6 @@ class SessionService:
         return validation.require_id(
             "session_id", session_id, max_length=self._settings.max_id_length
         )
-
-    def _check_messages(self, messages: list[NewMessage]) -> None:
-        limit = self._settings.max_messages_per_append
-        if not messages:
-            raise InvalidArgument("messages", "must hold at least one message")
-        if len(messages) > limit:
-            raise InvalidArgument(
-                "messages", f"holds {len(messages)} messages; send at most {limit} per call"
-            )
-        seen: set[str] = set()
-        max_bytes = self._settings.max_message_bytes
-        for index, message in enumerate(messages):
-            field = f"messages[{index}]"
-            size = len(message.content.encode())
-            if size > max_bytes:
-                raise InvalidArgument(
-                    f"{field}.content", f"is {size} bytes; the maximum is {max_bytes}"
-                )
-            for name in ("id", "name", "run_id"):
-                validation.optional_id(
-                    f"{field}.{name}",
-                    getattr(message, name),
-                    max_length=self._settings.max_id_length,
-                )
-            if message.id:
-                if message.id in seen:
-                    raise InvalidArgument(f"{field}.id", f"repeats id {message.id!r}")
-                seen.add(message.id)
 
     # -- writes ----------------------------------------------------------
 
@@ -101,7 +104,7 @@ class SessionService:
         validation.optional_id("agent_id", agent_id, max_length=self._settings.max_id_length)
         if ttl is not None and ttl <= timedelta(0):
             raise InvalidArgument("ttl", "must be positive (or unset for the session's TTL)")
-        self._check_messages(messages)
+        check_new_messages(self._settings, messages)
         # Counted before the transaction: tokenising is the slow part of an
         # append and must not hold the session lock.
         token_counts = [self._tokens.count(m.content) for m in messages]
@@ -148,6 +151,7 @@ class SessionService:
             # Still inside the transaction: the session row lock orders the
             # Redis pushes, and a Redis failure rolls the append back.
             await self._cache.append(user_id, session_id, stored, ttl=session.ttl)
+        await self._extraction.after_append(session, appended=len(stored))
         return AppendResult(session=session, messages=stored)
 
     # -- reads -----------------------------------------------------------

@@ -9,14 +9,17 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MEMORYD_", frozen=True)
+    # hide_input_in_errors: a failed check must not print MEMORYD_LLM_API_KEY or a
+    # Postgres URL's password to the terminal.
+    model_config = SettingsConfigDict(env_prefix="MEMORYD_", frozen=True, hide_input_in_errors=True)
 
     # Where the embedded Postgres and Valkey keep their data.
     data_dir: Path = Path(".memoryd")
@@ -81,6 +84,82 @@ class Settings(BaseSettings):
     # fusion, quantization: tens of seconds once). Keyed by weights and library
     # versions, so one directory serves every data_dir and model on the machine.
     embedding_cache_dir: Path = Field(default_factory=lambda: _user_cache_dir() / "memoryd")
+
+    # Memory extraction (server/extraction). Automatic extraction runs when a
+    # session gains extract_after_messages messages not yet extracted, and when
+    # it has been idle for extract_idle with any; off, only ExtractMemories does.
+    extract_auto: bool = True
+    extract_after_messages: int = Field(default=8, ge=1)
+    extract_idle: timedelta = timedelta(seconds=10)
+    # Most messages one job reads; a longer backlog is taken by follow-up jobs.
+    extract_max_messages: int = Field(default=200, ge=1)
+    # One extractor call over a job's messages; one that outlives it fails the
+    # attempt. Room for an LLM extractor's requests (llm_batch_messages a
+    # request, each with its own timeout and retries).
+    extract_timeout: timedelta = timedelta(minutes=10)
+    # Attempts of one job before it is FAILED, the n-th retry waiting n times the delay.
+    extract_max_tries: int = Field(default=3, ge=1)
+    extract_retry_delay: timedelta = timedelta(seconds=5)
+    # Reconciliation: candidates less sure than this are dropped; cosine
+    # similarity at or above extract_duplicate_similarity is the same memory;
+    # a retraction deletes a memory without the same fact key only at or above
+    # extract_retract_similarity (never on weak evidence).
+    extract_min_confidence: float = Field(default=0.5, ge=0, le=1)
+    extract_duplicate_similarity: float = Field(default=0.9, ge=0, le=1)
+    extract_retract_similarity: float = Field(default=0.92, ge=0, le=1)
+    # Existing memories each candidate is compared with.
+    extract_neighbors: int = Field(default=5, ge=1)
+    # Finished jobs (GetJob) are kept this long.
+    extract_job_retention: timedelta = timedelta(days=7)
+
+    # The LLM extractor (server/extraction/llm.py): any OpenAI-compatible chat
+    # endpoint, e.g. http://127.0.0.1:8080/v1 (llama.cpp), http://127.0.0.1:11434/v1
+    # (Ollama), https://api.openai.com/v1. Unset: the local extractor, no network.
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    # Many local servers need none; sent as a Bearer token when set.
+    llm_api_key: SecretStr | None = None
+    # One HTTP request to the endpoint.
+    llm_timeout: timedelta = timedelta(seconds=60)
+    # Retries after a connection error, timeout, 429 or 5xx, waiting
+    # llm_retry_backoff, then twice that, and so on.
+    llm_max_retries: int = Field(default=3, ge=0)
+    llm_retry_backoff: timedelta = timedelta(seconds=1)
+    # Re-asks after output that is not valid JSON for the schema.
+    llm_max_output_retries: int = Field(default=2, ge=0)
+    llm_max_tokens: int = Field(default=1024, ge=16)
+    # Messages sent in one request; a longer slice takes several requests.
+    llm_batch_messages: int = Field(default=20, ge=1)
+
+    @field_validator("llm_base_url")
+    @classmethod
+    def _check_llm_base_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"MEMORYD_LLM_BASE_URL must be an http(s) URL such as "
+                f"http://127.0.0.1:8080/v1 (got {value!r})"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_llm(self) -> Self:
+        if self.llm_base_url is None:
+            if self.llm_model or self.llm_api_key:
+                raise ValueError(
+                    "MEMORYD_LLM_MODEL or MEMORYD_LLM_API_KEY is set but MEMORYD_LLM_BASE_URL "
+                    "is not: set it to the endpoint (e.g. https://api.openai.com/v1) or "
+                    "unset both to use the local extractor"
+                )
+        elif not (self.llm_model and self.llm_model.strip()):
+            raise ValueError(
+                "MEMORYD_LLM_BASE_URL is set but MEMORYD_LLM_MODEL is not: name the model "
+                "the endpoint serves (GET <base URL>/models lists them)"
+            )
+        return self
 
 
 def _user_cache_dir() -> Path:

@@ -10,6 +10,7 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from server.extraction.candidates import Extractor
 from server.resources import Resources
 from server.settings import Settings
 
@@ -23,6 +24,9 @@ class WorkerState:
 
     settings: Settings
     resources: Resources
+    # The one extractor this worker runs (server.extraction.factory); None in
+    # tests of jobs that extract nothing.
+    extractor: Extractor | None = None
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from arq.worker import Retry
+
+from server.extraction.models import Trigger
+from server.extraction.runner import ExtractionRunner, RetryLater, run_timeout
+from server.extraction.sweep import ExtractionSweep
 from server.memories import MemoryService
 from server.sessions import SessionService
 from server.stores.memory_store import MemoryStore
-from workers.context import worker_state
+from workers.context import job_info, worker_state
 
 log = logging.getLogger(__name__)
 
@@ -90,3 +95,39 @@ async def purge_expired_memories(ctx: dict[str, Any]) -> int:
     if total:
         log.info("purged %d expired memories", total)
     return total
+
+
+async def extract_memories(
+    ctx: dict[str, Any],
+    *,
+    user_id: str,
+    session_id: str = "",
+    job_id: str = "",
+    trigger: str = Trigger.API,
+) -> int:
+    """Extract a session's new messages (its open jobs, or one created for an
+    automatic trigger), or one job's own messages; return the jobs finished.
+
+    Safe to retry and to kill: each attempt commits its memories, counts and
+    watermark in one transaction or nothing (server.extraction.runner).
+    """
+    state = worker_state(ctx)
+    if state.extractor is None:
+        raise RuntimeError("this worker has no extractor (WorkerState.extractor)")
+    runner = ExtractionRunner(state.resources, state.extractor)
+    try:
+        outcomes = await runner.run(
+            user_id=user_id, session_id=session_id, job_id=job_id, trigger=Trigger(trigger)
+        )
+    except RetryLater as exc:
+        log.info("extraction %s: %s; retrying in %.0fs", job_info(ctx).job_id, exc, exc.delay_s)
+        raise Retry(defer=exc.delay_s) from exc
+    return len(outcomes)
+
+
+async def extract_idle_sessions(ctx: dict[str, Any]) -> int:
+    """Cron: extract sessions idle with messages not yet extracted, and
+    enqueue again jobs whose enqueue was lost; return how many were enqueued."""
+    state = worker_state(ctx)
+    grace = run_timeout(state.settings) + timedelta(minutes=1)
+    return await ExtractionSweep(state.resources, running_grace=grace).run()

@@ -7,6 +7,7 @@ settings), so `WorkerSettings` is a dict here rather than arq's usual class.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +15,11 @@ from arq.connections import RedisSettings
 from arq.cron import cron
 from arq.worker import Worker, func
 
-from server.job_queue import EMBED_MEMORIES, HEALTH_CHECK_KEY, QUEUE_NAME
+from server.embedding import Embedder
+from server.extraction.candidates import Extractor
+from server.extraction.factory import build_extractor
+from server.extraction.runner import run_timeout
+from server.job_queue import EMBED_MEMORIES, EXTRACT_MEMORIES, HEALTH_CHECK_KEY, QUEUE_NAME
 from server.resources import Resources
 from server.settings import Settings
 from workers import jobs
@@ -34,19 +39,39 @@ SWEEP_SECONDS = set(range(0, 60, 10))
 # (settings.embedding_threads) and the Embedder runs one model call at a time,
 # so more concurrency only lets DB-bound jobs (purges) overlap with it.
 MAX_JOBS = 4
+# Extraction of idle sessions, and of jobs whose enqueue was lost: every 5 s,
+# so a conversation that stops is extracted within settings.extract_idle plus
+# this. One indexed query (sessions_unextracted) when there is nothing to do.
+EXTRACT_SWEEP_SECONDS = set(range(0, 60, 5))
+# arq retries beyond the job's own tries: a worker killed mid-job is retried
+# by arq, and such a retry must not count against the extractor's failures
+# (the job row counts attempts and fails the job after settings.extract_max_tries).
+_EXTRACT_EXTRA_TRIES = 3
+
+ExtractorFactory = Callable[[Settings, Embedder], Extractor]
 
 
-def worker_settings(settings: Settings) -> dict[str, Any]:
+def worker_settings(
+    settings: Settings, *, make_extractor: ExtractorFactory = build_extractor
+) -> dict[str, Any]:
     """Keyword arguments for arq's Worker."""
     if not settings.redis_url:
         raise ValueError("settings.redis_url is required to run a worker")
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        install_state(ctx, WorkerState(settings=settings, resources=await Resources.open(settings)))
+        resources = await Resources.open(settings)
+        try:
+            extractor = await asyncio.to_thread(make_extractor, settings, resources.embedder)
+        except BaseException:
+            await resources.close()
+            raise
+        install_state(ctx, WorkerState(settings=settings, resources=resources, extractor=extractor))
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         state = take_state(ctx)
         if state is not None:
+            if state.extractor is not None:
+                await state.extractor.aclose()
             await state.resources.close()
 
     return {
@@ -54,6 +79,14 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
             # keep_result=0: the job id (embed:<first id>) can be enqueued again at
             # once, e.g. when that memory's content changes.
             func(jobs.embed_memories, name=EMBED_MEMORIES, keep_result=0, timeout=EMBED_TIMEOUT),
+            # keep_result=0: a session's job id is free again the moment its run ends.
+            func(
+                jobs.extract_memories,
+                name=EXTRACT_MEMORIES,
+                keep_result=0,
+                timeout=run_timeout(settings),
+                max_tries=settings.extract_max_tries + _EXTRACT_EXTRA_TRIES,
+            ),
         ],
         "cron_jobs": [
             # unique: with several workers, each run happens once.
@@ -66,6 +99,12 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
                 run_at_startup=True,
             ),
             cron(jobs.purge_expired_memories, second=0, unique=True, timeout=PURGE_TIMEOUT),
+            cron(
+                jobs.extract_idle_sessions,
+                second=EXTRACT_SWEEP_SECONDS,
+                unique=True,
+                timeout=PURGE_TIMEOUT,
+            ),
         ],
         "max_jobs": MAX_JOBS,
         "queue_name": QUEUE_NAME,

@@ -21,6 +21,7 @@ from server.api.health import StoreHealth
 from server.api.interceptor import RequestInterceptor
 from server.api.memory_servicer import MemoryServicer
 from server.api.session_servicer import SessionServicer
+from server.extraction.service import ExtractionService
 from server.memories import MemoryService
 from server.resources import Resources
 from server.search import MemorySearch
@@ -72,7 +73,8 @@ async def start_server(
     )
     memories = MemoryService(resources)
     memory_grpc.add_MemoryServiceServicer_to_server(
-        MemoryServicer(memories, MemorySearch(resources, memories)), server
+        MemoryServicer(memories, MemorySearch(resources, memories), ExtractionService(resources)),
+        server,
     )
     health = StoreHealth(resources, services=SERVICE_NAMES)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)

@@ -11,6 +11,7 @@ from google.protobuf.message import Message
 from memoryd.v1 import memory_service_pb2 as pb
 from server.api.convert import datetime_to_timestamp, duration_to_timedelta, timestamp_to_datetime
 from server.errors import InvalidArgument
+from server.extraction.models import Job
 from server.memory_models import (
     Memory,
     MemoryDraft,
@@ -169,4 +170,21 @@ def event_to_pb(event: MemoryEvent) -> pb.MemoryEvent:
         actor=event.actor,
         create_time=datetime_to_timestamp(event.create_time),
         memory_id=event.memory_id,
+    )
+
+
+def job_to_pb(job: Job) -> pb.Job:
+    return pb.Job(
+        id=job.id,
+        state=int(job.state),  # type: ignore[arg-type]
+        error=job.error,
+        created_count=job.created_count,
+        updated_count=job.updated_count,
+        deleted_count=job.deleted_count,
+        noop_count=job.noop_count,
+        create_time=datetime_to_timestamp(job.create_time),
+        update_time=datetime_to_timestamp(job.update_time),
+        session_id=job.session_id,
+        extractor=job.extractor,
+        message_count=job.message_count,
     )

@@ -9,7 +9,9 @@ from grpc.aio import ServicerContext
 from memoryd.v1 import memory_service_pb2 as pb
 from memoryd.v1 import memory_service_pb2_grpc as pb_grpc
 from server.api import memory_convert as convert
+from server.api.convert import new_message
 from server.errors import InvalidArgument
+from server.extraction.service import ExtractionService
 from server.memories import MemoryService
 from server.memory_models import SearchQuery
 from server.search import MemorySearch
@@ -18,9 +20,12 @@ Context = ServicerContext[Any, Any]
 
 
 class MemoryServicer(pb_grpc.MemoryServiceServicer):
-    def __init__(self, memories: MemoryService, search: MemorySearch) -> None:
+    def __init__(
+        self, memories: MemoryService, search: MemorySearch, extraction: ExtractionService
+    ) -> None:
         self._memories = memories
         self._search = search
+        self._extraction = extraction
 
     async def CreateMemory(
         self, request: pb.CreateMemoryRequest, context: Context
@@ -132,7 +137,13 @@ class MemoryServicer(pb_grpc.MemoryServiceServicer):
     async def ExtractMemories(
         self, request: pb.ExtractMemoriesRequest, context: Context
     ) -> pb.ExtractMemoriesResponse:
-        raise NotImplementedError("memory extraction is not available yet")
+        job = await self._extraction.extract(
+            user_id=request.user_id,
+            session_id=request.session_id,
+            messages=[new_message(i, m) for i, m in enumerate(request.messages)],
+        )
+        return pb.ExtractMemoriesResponse(job=convert.job_to_pb(job))
 
     async def GetJob(self, request: pb.GetJobRequest, context: Context) -> pb.GetJobResponse:
-        raise NotImplementedError("memory extraction is not available yet")
+        job = await self._extraction.get_job(user_id=request.user_id, job_id=request.id)
+        return pb.GetJobResponse(job=convert.job_to_pb(job))

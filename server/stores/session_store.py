@@ -14,12 +14,14 @@ from server.models import Role, Session, StoredMessage
 
 Connection = AsyncConnection[TupleRow]
 
-_SESSION_COLUMNS = "user_id, session_id, agent_id, message_count, create_time, update_time, ttl_ms"
+_SESSION_COLUMNS = (
+    "user_id, session_id, agent_id, message_count, create_time, update_time, ttl_ms, extracted_seq"
+)
 _MESSAGE_COLUMNS = "seq, id, role, content, name, run_id, create_time, token_count, metadata"
 
 
 def _session(row: Sequence[Any]) -> Session:
-    user_id, session_id, agent_id, count, created, updated, ttl_ms = row
+    user_id, session_id, agent_id, count, created, updated, ttl_ms, extracted = row
     return Session(
         user_id=user_id,
         session_id=session_id,
@@ -28,6 +30,7 @@ def _session(row: Sequence[Any]) -> Session:
         create_time=created,
         update_time=updated,
         ttl=timedelta(milliseconds=ttl_ms),
+        extracted_seq=extracted,
     )
 
 
@@ -147,6 +150,27 @@ async def newest_messages(
         (user_id, session_id, before_seq if before_seq is not None else 2**62, limit),
     )
     return [_message(row) for row in await cursor.fetchall()]
+
+
+async def messages_between(
+    conn: Connection, *, user_id: str, session_id: str, after_seq: int, through_seq: int
+) -> list[StoredMessage]:
+    """Messages with after_seq < seq <= through_seq, oldest first."""
+    cursor = await conn.execute(
+        f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+        " WHERE user_id = %s AND session_id = %s AND seq > %s AND seq <= %s ORDER BY seq",
+        (user_id, session_id, after_seq, through_seq),
+    )
+    return [_message(row) for row in await cursor.fetchall()]
+
+
+async def get_session(conn: Connection, *, user_id: str, session_id: str) -> Session | None:
+    cursor = await conn.execute(
+        f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE user_id = %s AND session_id = %s",
+        (user_id, session_id),
+    )
+    row = await cursor.fetchone()
+    return None if row is None else _session(row)
 
 
 async def iter_older_messages(

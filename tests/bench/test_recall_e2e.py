@@ -38,3 +38,36 @@ def test_recall_on_the_tiny_dataset(memoryd_stack: MemorydUp) -> None:
     assert set(report["by_category"]) == {"single-hop", "multi-hop", "temporal", "preference"}
     assert report["deduplicated"] == 0
     assert "said_at" in report["note"]
+
+
+def test_recall_of_extracted_memories_beside_messages(memoryd_stack: MemorydUp) -> None:
+    done = subprocess.run(
+        [
+            str(SCRIPT),
+            "recall",
+            "--dataset",
+            str(TINY),
+            "--target",
+            memoryd_stack.address,
+            "--mode",
+            "extract",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=540,
+        cwd="/",
+    )
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["ingest_mode"] == "extract" and report["questions"] == 28
+    extraction = report["extraction"]
+    assert extraction["extractor"] == "local"
+    # Fewer, cleaner memories than one per message, every one citing its evidence.
+    assert 0 < extraction["memories_per_message"] < 1
+    assert extraction["unattributed_share"] == 0
+    assert extraction["messages_per_s_per_worker"] > 0
+    # Both ingest modes of the same run are reported, side by side.
+    assert report["messages_mode"]["modes"]["hybrid"]["questions"] == 28
+    assert set(report["modes"]) == {"hybrid", "keyword", "semantic"}
+    assert report["recall@10"] > 0.3, report
+    assert "messages" in done.stdout and "extract" in done.stdout

@@ -7,7 +7,7 @@ import json
 import grpc
 import pytest
 
-from bench import cli, recall
+from bench import cli, extract, recall
 from bench.dataset import Message, Session
 from bench.scoring import Outcome
 from memoryd.v1 import memory_service_pb2 as pb
@@ -24,13 +24,42 @@ def test_defaults_and_a_fresh_user_prefix_per_run() -> None:
     assert config("--run-prefix", "p").run_prefix == "p"
 
 
-def test_extract_mode_is_refused_clearly(capsys: pytest.CaptureFixture[str]) -> None:
+def test_ingest_modes_are_messages_and_extract(capsys: pytest.CaptureFixture[str]) -> None:
+    assert config("--mode", "extract", "--workers", "2").mode == "extract"
+    assert config().mode == "messages" and config().workers == 1
     with pytest.raises(SystemExit) as exited:
-        config("--mode", "extract")
-    assert exited.value.code == 2
-    assert "--mode extract is not implemented yet" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
         config("--mode", "summaries")
+    assert exited.value.code == 2
+    assert "--mode must be one of messages, extract" in capsys.readouterr().err
+
+
+def test_extract_report_puts_extracted_figures_on_top_and_messages_beside() -> None:
+    def results(recall_value: float) -> dict[str, recall.ModeResult]:
+        return {
+            name: recall.ModeResult(outcomes=[Outcome("q", "temporal", recall_value, True)])
+            for name in recall.SEARCH_MODES
+        }
+
+    stats = extract.ExtractStats(
+        messages=10, jobs=2, elapsed_s=2.0, extractor="local", memories=4, unattributed=1
+    )
+    stats.sources = [1, 1, 2, 0]
+    report = recall.build_report(
+        config("--mode", "extract", "--workers", "2"),
+        [],
+        recall.IngestStats(10, 0, 1.0),
+        results(0.5),
+        (stats, results(1.0)),
+    )
+    assert report["ingest_mode"] == "extract" and report["recall@10"] == 1.0
+    assert report["messages_mode"]["modes"]["hybrid"]["recall@10"] == 0.5
+    assert report["messages_mode"]["memories"] == 10 and report["memories"] == 4
+    assert report["extraction"]["memories_per_message"] == 0.4
+    assert report["extraction"]["unattributed_share"] == 0.25
+    assert report["extraction"]["messages_per_s_per_worker"] == 2.5  # 10 / 2 s / 2 workers
+    json.dumps(report)
+    rendered = recall.render(report)
+    assert "messages/s per worker" in rendered and "messages" in rendered
 
 
 def test_one_semantic_memory_per_message_with_speaker_and_said_at() -> None:

@@ -8,23 +8,36 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import grpc
 import pytest
+from arq.connections import ArqRedis
 from arq.worker import Worker
+from redis.asyncio import ConnectionPool, Redis
 
 from memoryd.v1 import session_service_pb2_grpc as session_grpc
 from server.api.app import RunningServer, start_server
 from server.embedded import EmbeddedStack
+from server.embedding import Embedder
+from server.extraction.candidates import Extractor
+from server.extraction.factory import build_extractor
+from server.job_queue import QUEUE_NAME
 from server.resources import Resources
 from server.sessions import SessionService
 from server.settings import Settings
 from server.stack_file import StoreUrls
 from server.stores.migrations import apply_migrations
+from server.stores.redis_mux import MultiplexedRedis
 from tests.support.processes import scratch_dir
+from workers.context import WorkerState, install_state
 from workers.settings import worker_settings
 
 pytestmark = pytest.mark.integration
+
+# The Redis database of isolated_stack's server and worker (the session's use 0).
+ISOLATED_REDIS_DB = 9
 
 
 @pytest.fixture(scope="session")
@@ -86,10 +99,18 @@ async def channel(server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
         yield opened
 
 
+def make_test_extractor(settings: Settings, embedder: Embedder) -> Extractor:
+    """The extractor the tests' workers run: the default one."""
+    return build_extractor(settings, embedder)
+
+
 @pytest.fixture(scope="session")
 async def embedding_worker(settings: Settings) -> AsyncIterator[None]:
-    """A real arq worker in this process, embedding what the tests create."""
-    worker = Worker(**{**worker_settings(settings), "handle_signals": False})
+    """A real arq worker in this process, embedding what the tests create and
+    running their extraction jobs."""
+    worker = Worker(
+        **{**worker_settings(settings, make_extractor=make_test_extractor), "handle_signals": False}
+    )
     task = asyncio.create_task(worker.async_run())
     yield
     await worker.close()
@@ -101,3 +122,57 @@ async def embedding_worker(settings: Settings) -> AsyncIterator[None]:
 @pytest.fixture
 def session_stub(channel: grpc.aio.Channel) -> session_grpc.SessionServiceAsyncStub:
     return session_grpc.SessionServiceStub(channel)
+
+
+@contextlib.asynccontextmanager
+async def isolated_stack(
+    resources: Resources, extractor: Extractor, **overrides: object
+) -> AsyncIterator[tuple[grpc.aio.Channel, Resources]]:
+    """A server and a worker of their own, on the shared Postgres but another
+    Redis database (so another job queue): for tests whose worker must run a
+    particular extractor or settings without the session's worker taking their
+    jobs. Reuses the session's Postgres pool and embedding model."""
+    assert resources.settings.redis_url is not None
+    url = urlsplit(resources.settings.redis_url)._replace(path=f"/{ISOLATED_REDIS_DB}").geturl()
+    settings = resources.settings.model_copy(update={"redis_url": url, **overrides})
+    own = Resources(
+        settings=settings,
+        postgres=resources.postgres,
+        redis=Redis.from_url(url),
+        redis_mux=MultiplexedRedis(url, timeout=settings.store_timeout.total_seconds()),
+        tokens=resources.tokens,
+        embedder=resources.embedder,
+        arq=ArqRedis(connection_pool=ConnectionPool.from_url(url), default_queue_name=QUEUE_NAME),
+    )
+    await own.redis.flushdb()
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        install_state(ctx, WorkerState(settings=settings, resources=own, extractor=extractor))
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        pass
+
+    worker = Worker(
+        **{
+            **worker_settings(settings),
+            "on_startup": on_startup,
+            "on_shutdown": on_shutdown,
+            "handle_signals": False,
+        }
+    )
+    running = await start_server(settings, own)
+    await running.health.check_once()
+    task = asyncio.create_task(worker.async_run())
+    try:
+        async with grpc.aio.insecure_channel(running.address) as channel:
+            yield channel, own
+    finally:
+        await worker.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await running.stop(grace=1.0)
+        await own.redis.flushdb()
+        await own.redis.aclose()
+        await own.redis_mux.aclose()
+        await own.arq.aclose(close_connection_pool=True)

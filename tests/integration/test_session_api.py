@@ -227,7 +227,7 @@ async def test_request_id_is_echoed_on_errors(session_stub: Stub) -> None:
     assert ("x-request-id", "req-42") in trailers
 
 
-async def test_health_serving_and_reflection_and_unimplemented_memory(
+async def test_health_serving_and_memory_service_on_the_same_server(
     channel: grpc.aio.Channel,
 ) -> None:
     health = health_pb2_grpc.HealthStub(channel)
@@ -237,5 +237,5 @@ async def test_health_serving_and_reflection_and_unimplemented_memory(
     memory = memory_grpc.MemoryServiceStub(channel)
     await expect_error(
         memory.ExtractMemories(mpb.ExtractMemoriesRequest(user_id="u", session_id="s")),
-        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.NOT_FOUND,
     )

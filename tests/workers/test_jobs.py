@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import pytest
 
-from server.job_queue import EMBED_MEMORIES
+from server.job_queue import EMBED_MEMORIES, EXTRACT_MEMORIES
 from server.resources import Resources
 from server.settings import Settings
 from workers import jobs
@@ -83,10 +83,15 @@ def test_worker_settings_use_our_queue_and_unique_crons() -> None:
 
 def test_the_embed_job_is_registered_under_the_name_the_server_enqueues() -> None:
     config = worker_settings(Settings(redis_url="redis://127.0.0.1:6390/2"))
-    [embed] = config["functions"]
+    embed, extract = config["functions"]
     assert embed.name == EMBED_MEMORIES and embed.coroutine is jobs.embed_memories
     # Its id can be reused as soon as it finishes (a memory's content changed).
     assert embed.keep_result_s == 0
+    assert extract.name == EXTRACT_MEMORIES and extract.coroutine is jobs.extract_memories
+    # A session's job id is free again as soon as its run ends (the next trigger).
+    assert extract.keep_result_s == 0
+    # arq retries a killed run beyond the extractor's own tries.
+    assert extract.max_tries > Settings().extract_max_tries
 
 
 def test_worker_settings_need_a_redis_url() -> None:

@@ -32,6 +32,7 @@ class MemoryOp(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MEMORY_OP_ADD: _ClassVar[MemoryOp]
     MEMORY_OP_UPDATE: _ClassVar[MemoryOp]
     MEMORY_OP_DELETE: _ClassVar[MemoryOp]
+    MEMORY_OP_NOOP: _ClassVar[MemoryOp]
 
 class SearchMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -57,6 +58,7 @@ MEMORY_OP_UNSPECIFIED: MemoryOp
 MEMORY_OP_ADD: MemoryOp
 MEMORY_OP_UPDATE: MemoryOp
 MEMORY_OP_DELETE: MemoryOp
+MEMORY_OP_NOOP: MemoryOp
 SEARCH_MODE_UNSPECIFIED: SearchMode
 SEARCH_MODE_HYBRID: SearchMode
 SEARCH_MODE_SEMANTIC: SearchMode
@@ -340,7 +342,7 @@ class ExtractMemoriesRequest(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., session_id: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_session_service_pb2.Message, _Mapping]]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "state", "error", "created_count", "updated_count", "deleted_count", "create_time", "update_time")
+    __slots__ = ("id", "state", "error", "created_count", "updated_count", "deleted_count", "create_time", "update_time", "noop_count", "session_id", "extractor", "message_count")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
@@ -349,6 +351,10 @@ class Job(_message.Message):
     DELETED_COUNT_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    NOOP_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    EXTRACTOR_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: JobState
     error: str
@@ -357,7 +363,11 @@ class Job(_message.Message):
     deleted_count: int
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., error: _Optional[str] = ..., created_count: _Optional[int] = ..., updated_count: _Optional[int] = ..., deleted_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    noop_count: int
+    session_id: str
+    extractor: str
+    message_count: int
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., error: _Optional[str] = ..., created_count: _Optional[int] = ..., updated_count: _Optional[int] = ..., deleted_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., noop_count: _Optional[int] = ..., session_id: _Optional[str] = ..., extractor: _Optional[str] = ..., message_count: _Optional[int] = ...) -> None: ...
 
 class ExtractMemoriesResponse(_message.Message):
     __slots__ = ("job",)

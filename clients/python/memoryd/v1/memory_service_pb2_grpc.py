@@ -236,8 +236,10 @@ class MemoryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ExtractMemories(self, request, context):
-        """Starts a job that turns a session's messages (or the given messages)
-        into memories, and returns it at once.
+        """Starts a job that turns a session's messages not yet extracted (or the
+        given messages) into memories, and returns it at once. While a session's
+        job is still queued, a second call returns that job. Sessions are also
+        extracted without this call, after enough new messages or when idle.
 
         Errors: INVALID_ARGUMENT (missing user_id, neither or both of session_id
         and messages); NOT_FOUND (no such session for this user); UNAVAILABLE.

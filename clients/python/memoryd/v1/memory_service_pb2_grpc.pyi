@@ -113,8 +113,10 @@ class MemoryServiceStub:
     deadline); UNAVAILABLE.
     """
     ExtractMemories: _grpc.UnaryUnaryMultiCallable[_memory_service_pb2.ExtractMemoriesRequest, _memory_service_pb2.ExtractMemoriesResponse]
-    """Starts a job that turns a session's messages (or the given messages)
-    into memories, and returns it at once.
+    """Starts a job that turns a session's messages not yet extracted (or the
+    given messages) into memories, and returns it at once. While a session's
+    job is still queued, a second call returns that job. Sessions are also
+    extracted without this call, after enough new messages or when idle.
 
     Errors: INVALID_ARGUMENT (missing user_id, neither or both of session_id
     and messages); NOT_FOUND (no such session for this user); UNAVAILABLE.
@@ -211,8 +213,10 @@ class MemoryServiceAsyncStub(MemoryServiceStub):
     deadline); UNAVAILABLE.
     """
     ExtractMemories: _aio.UnaryUnaryMultiCallable[_memory_service_pb2.ExtractMemoriesRequest, _memory_service_pb2.ExtractMemoriesResponse]  # type: ignore[assignment]
-    """Starts a job that turns a session's messages (or the given messages)
-    into memories, and returns it at once.
+    """Starts a job that turns a session's messages not yet extracted (or the
+    given messages) into memories, and returns it at once. While a session's
+    job is still queued, a second call returns that job. Sessions are also
+    extracted without this call, after enough new messages or when idle.
 
     Errors: INVALID_ARGUMENT (missing user_id, neither or both of session_id
     and messages); NOT_FOUND (no such session for this user); UNAVAILABLE.
@@ -378,8 +382,10 @@ class MemoryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _memory_service_pb2.ExtractMemoriesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_memory_service_pb2.ExtractMemoriesResponse, _abc.Awaitable[_memory_service_pb2.ExtractMemoriesResponse]]:
-        """Starts a job that turns a session's messages (or the given messages)
-        into memories, and returns it at once.
+        """Starts a job that turns a session's messages not yet extracted (or the
+        given messages) into memories, and returns it at once. While a session's
+        job is still queued, a second call returns that job. Sessions are also
+        extracted without this call, after enough new messages or when idle.
 
         Errors: INVALID_ARGUMENT (missing user_id, neither or both of session_id
         and messages); NOT_FOUND (no such session for this user); UNAVAILABLE.

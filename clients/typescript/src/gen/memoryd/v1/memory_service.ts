@@ -118,6 +118,11 @@ export enum MemoryOp {
   MEMORY_OP_ADD = 1,
   MEMORY_OP_UPDATE = 2,
   MEMORY_OP_DELETE = 3,
+  /**
+   * MEMORY_OP_NOOP - Extraction found the memory already known (or the evidence too weak to
+   * act on) and left its content as it was.
+   */
+  MEMORY_OP_NOOP = 4,
   UNRECOGNIZED = -1,
 }
 
@@ -135,6 +140,9 @@ export function memoryOpFromJSON(object: any): MemoryOp {
     case 3:
     case "MEMORY_OP_DELETE":
       return MemoryOp.MEMORY_OP_DELETE;
+    case 4:
+    case "MEMORY_OP_NOOP":
+      return MemoryOp.MEMORY_OP_NOOP;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -152,6 +160,8 @@ export function memoryOpToJSON(object: MemoryOp): string {
       return "MEMORY_OP_UPDATE";
     case MemoryOp.MEMORY_OP_DELETE:
       return "MEMORY_OP_DELETE";
+    case MemoryOp.MEMORY_OP_NOOP:
+      return "MEMORY_OP_NOOP";
     case MemoryOp.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -487,7 +497,20 @@ export interface Job {
   updatedCount: number;
   deletedCount: number;
   createTime?: Date | undefined;
-  updateTime?: Date | undefined;
+  updateTime?:
+    | Date
+    | undefined;
+  /**
+   * Candidates that changed nothing: already known, weak evidence or low
+   * confidence.
+   */
+  noopCount: number;
+  /** The session the job extracts from; empty for a job given messages. */
+  sessionId: string;
+  /** The extractor that ran ("local", "llm:<model>"), once the job has run. */
+  extractor: string;
+  /** How many messages the job read. */
+  messageCount: number;
 }
 
 export interface ExtractMemoriesResponse {
@@ -3493,6 +3516,10 @@ function createBaseJob(): Job {
     deletedCount: 0,
     createTime: undefined,
     updateTime: undefined,
+    noopCount: 0,
+    sessionId: "",
+    extractor: "",
+    messageCount: 0,
   };
 }
 
@@ -3521,6 +3548,18 @@ export const Job: MessageFns<Job> = {
     }
     if (message.updateTime !== undefined) {
       Timestamp.encode(toTimestamp(message.updateTime), writer.uint32(66).fork()).join();
+    }
+    if (message.noopCount !== 0) {
+      writer.uint32(72).int32(message.noopCount);
+    }
+    if (message.sessionId !== "") {
+      writer.uint32(82).string(message.sessionId);
+    }
+    if (message.extractor !== "") {
+      writer.uint32(90).string(message.extractor);
+    }
+    if (message.messageCount !== 0) {
+      writer.uint32(96).int32(message.messageCount);
     }
     return writer;
   },
@@ -3602,6 +3641,38 @@ export const Job: MessageFns<Job> = {
             message.updateTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.noopCount = reader.int32();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.extractor = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.messageCount = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3644,6 +3715,22 @@ export const Job: MessageFns<Job> = {
         : isSet(object.update_time)
         ? fromJsonTimestamp(object.update_time)
         : undefined,
+      noopCount: isSet(object.noopCount)
+        ? globalThis.Number(object.noopCount)
+        : isSet(object.noop_count)
+        ? globalThis.Number(object.noop_count)
+        : 0,
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      extractor: isSet(object.extractor) ? globalThis.String(object.extractor) : "",
+      messageCount: isSet(object.messageCount)
+        ? globalThis.Number(object.messageCount)
+        : isSet(object.message_count)
+        ? globalThis.Number(object.message_count)
+        : 0,
     };
   },
 
@@ -3673,6 +3760,18 @@ export const Job: MessageFns<Job> = {
     if (message.updateTime !== undefined) {
       obj.updateTime = message.updateTime.toISOString();
     }
+    if (message.noopCount !== 0) {
+      obj.noopCount = Math.round(message.noopCount);
+    }
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.extractor !== "") {
+      obj.extractor = message.extractor;
+    }
+    if (message.messageCount !== 0) {
+      obj.messageCount = Math.round(message.messageCount);
+    }
     return obj;
   },
 
@@ -3689,6 +3788,10 @@ export const Job: MessageFns<Job> = {
     message.deletedCount = object.deletedCount ?? 0;
     message.createTime = object.createTime ?? undefined;
     message.updateTime = object.updateTime ?? undefined;
+    message.noopCount = object.noopCount ?? 0;
+    message.sessionId = object.sessionId ?? "";
+    message.extractor = object.extractor ?? "";
+    message.messageCount = object.messageCount ?? 0;
     return message;
   },
 };
@@ -4113,8 +4216,10 @@ export const MemoryServiceService = {
     responseDeserialize: (value: Buffer): SearchMemoriesResponse => SearchMemoriesResponse.decode(value),
   },
   /**
-   * Starts a job that turns a session's messages (or the given messages)
-   * into memories, and returns it at once.
+   * Starts a job that turns a session's messages not yet extracted (or the
+   * given messages) into memories, and returns it at once. While a session's
+   * job is still queued, a second call returns that job. Sessions are also
+   * extracted without this call, after enough new messages or when idle.
    *
    * Errors: INVALID_ARGUMENT (missing user_id, neither or both of session_id
    * and messages); NOT_FOUND (no such session for this user); UNAVAILABLE.
@@ -4231,8 +4336,10 @@ export interface MemoryServiceServer extends UntypedServiceImplementation {
    */
   searchMemories: handleUnaryCall<SearchMemoriesRequest, SearchMemoriesResponse>;
   /**
-   * Starts a job that turns a session's messages (or the given messages)
-   * into memories, and returns it at once.
+   * Starts a job that turns a session's messages not yet extracted (or the
+   * given messages) into memories, and returns it at once. While a session's
+   * job is still queued, a second call returns that job. Sessions are also
+   * extracted without this call, after enough new messages or when idle.
    *
    * Errors: INVALID_ARGUMENT (missing user_id, neither or both of session_id
    * and messages); NOT_FOUND (no such session for this user); UNAVAILABLE.
@@ -4485,8 +4592,10 @@ export interface MemoryServiceClient extends Client {
     callback: (error: ServiceError | null, response: SearchMemoriesResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Starts a job that turns a session's messages (or the given messages)
-   * into memories, and returns it at once.
+   * Starts a job that turns a session's messages not yet extracted (or the
+   * given messages) into memories, and returns it at once. While a session's
+   * job is still queued, a second call returns that job. Sessions are also
+   * extracted without this call, after enough new messages or when idle.
    *
    * Errors: INVALID_ARGUMENT (missing user_id, neither or both of session_id
    * and messages); NOT_FOUND (no such session for this user); UNAVAILABLE.
