@@ -34,10 +34,18 @@ from server.errors import InvalidArgument
 from server.extraction.candidates import Candidate, Stance
 from server.extraction.models import Decision
 from server.memories import MemoryService
-from server.memory_models import Memory, MemoryDraft, MemoryFilter, MemoryKind, MemoryOp
+from server.memory_models import (
+    Memory,
+    MemoryDraft,
+    MemoryFilter,
+    MemoryKind,
+    MemoryOp,
+    SearchMode,
+)
 from server.settings import Settings
 from server.stores import search_store
 from server.stores.memory_store import Connection, MemoryStore
+from server.stores.search_store import SearchPlan
 
 # Evidence kept on one memory: a fact confirmed in every session would
 # otherwise grow without bound.
@@ -304,36 +312,24 @@ class Reconciler:
         )
 
     async def _neighbors(self, conn: Connection, user_id: str, vector: Vector) -> list[Neighbor]:
-        """The user's most similar live memories, most similar first."""
-        settings = self._settings
-        rows = await search_store.user_row_count(
-            conn, user_id=user_id, cap=settings.exact_search_max_rows
+        """The user's most similar live memories, most similar first (the
+        semantic search path: exact for small users, HNSW for large ones)."""
+        plan = SearchPlan(
+            user_id=user_id,
+            text="",
+            query_vector=vector,
+            model=self._store.embedding_model,
+            mode=SearchMode.SEMANTIC,
+            memory_filter=MemoryFilter(),
+            candidates=self._settings.extract_neighbors,
+            limit=self._settings.extract_neighbors,
+            min_score=0.0,
+            recency_weight=0.0,
+            half_life_s=1.0,
+            exact_max_rows=self._settings.exact_search_max_rows,
         )
-        if not rows:
-            return []
-        async with conn.transaction():  # a savepoint: the HNSW path SETs LOCAL options
-            scored = await search_store.vector_candidates(
-                conn,
-                user_id=user_id,
-                model=self._store.embedding_model,
-                query_vector=vector,
-                memory_filter=MemoryFilter(),
-                limit=settings.extract_neighbors,
-                exact=rows <= settings.exact_search_max_rows,
-            )
-        if not scored:
-            return []
-        found = {
-            m.id: m
-            for m in await self._store.get_many(
-                conn, user_id=user_id, memory_ids=[memory_id for memory_id, _, _ in scored]
-            )
-        }
-        return [
-            Neighbor(found[memory_id], similarity)
-            for memory_id, similarity, _ in scored
-            if memory_id in found
-        ]
+        # In semantic mode the score is the cosine similarity.
+        return [Neighbor(memory, score) for memory, score in await search_store.search(conn, plan)]
 
     @staticmethod
     def _draft(target: Target, candidate: Candidate) -> MemoryDraft:

@@ -107,7 +107,9 @@ def _keyword_sql(plan: SearchPlan, params: dict[str, Any]) -> str:
         matching AS (
             SELECT id, ts_rank_cd(content_tsv, query, 32) AS score, create_time
             FROM memories,
-                 to_tsquery('english',
+                 -- 'simple': the lexemes plainto_tsquery returns are already
+                 -- stemmed; stemming them again ('nurs' -> 'nur') misses.
+                 to_tsquery('simple',
                      replace(plainto_tsquery('english', %(text)s)::text, ' & ', ' | ')) AS query
             WHERE {where}
             ORDER BY score DESC, id LIMIT %(candidates)s),

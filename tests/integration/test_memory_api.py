@@ -188,6 +188,21 @@ async def test_search_by_meaning_and_keyword_stays_within_the_user(
     assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
 
 
+async def test_keyword_search_matches_words_whose_stem_differs_from_the_word(
+    stub: Stub, user_id: str
+) -> None:
+    # "nurse" stems to "nurs"; "studies" to "studi". Stemming the stems again
+    # ("nur") would miss both.
+    await create(stub, user_id, "Works as a nurse in a children's hospital")
+    await create(stub, user_id, "Studies Portuguese every morning")
+    assert await search(stub, user_id, "nurse", mode=pb.SEARCH_MODE_KEYWORD) == [
+        "Works as a nurse in a children's hospital"
+    ]
+    assert await search(stub, user_id, "studying", mode=pb.SEARCH_MODE_KEYWORD) == [
+        "Studies Portuguese every morning"
+    ]
+
+
 async def test_expired_memories_are_never_returned(stub: Stub, user_id: str) -> None:
     memory = await create(
         stub, user_id, "Has a dentist appointment on Friday", ttl=duration_pb2.Duration(seconds=1)
