@@ -31,6 +31,7 @@ from server.stack_file import StoreUrls
 from server.stores.migrations import apply_migrations
 from server.stores.redis_mux import MultiplexedRedis
 from tests.support.processes import scratch_dir
+from tests.support.workers import stop_worker
 from workers.context import WorkerState, install_state
 from workers.settings import worker_settings
 
@@ -113,10 +114,7 @@ async def embedding_worker(settings: Settings) -> AsyncIterator[None]:
     )
     task = asyncio.create_task(worker.async_run())
     yield
-    await worker.close()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await stop_worker(worker, task)
 
 
 @pytest.fixture
@@ -167,10 +165,7 @@ async def isolated_stack(
         async with grpc.aio.insecure_channel(running.address) as channel:
             yield channel, own
     finally:
-        await worker.close()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_worker(worker, task)
         await running.stop(grace=1.0)
         await own.redis.flushdb()
         await own.redis.aclose()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -14,6 +13,7 @@ from memoryd.v1 import memory_service_pb2 as mpb
 from server.api.app import RunningServer
 from server.resources import Resources
 from server.settings import Settings
+from tests.support.workers import stop_worker
 from workers.settings import worker_settings
 
 
@@ -54,10 +54,7 @@ async def indexing(
                     break
                 await asyncio.sleep(0.2)
     finally:
-        await worker.close()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_worker(worker, task)
 
 
 @pytest.fixture
