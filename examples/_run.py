@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from examples._llm import Replier
-from memoryd.client import Memory, MemoryClient, NotFound, kind_name
+from memoryd.client import Memory, MemoryClient, NotFound, Unavailable, kind_name
 from memoryd.v1 import memory_service_pb2 as mpb
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
@@ -207,6 +207,14 @@ def run_example(
     transcript = Transcript(out)
     replier = Replier.from_env()
     transcript.note(f"memoryd at {options.address}, user {options.user!r}, {replier.label}")
-    with MemoryClient(options.address, timeout=30) as client:
-        body(client, transcript, replier, options.user)
+    try:
+        with MemoryClient(options.address, timeout=30) as client:
+            body(client, transcript, replier, options.user)
+    except Unavailable as error:
+        print(
+            f"memoryd is not reachable at {options.address} ({error}); start it with "
+            "`make up` or pass --address",
+            file=sys.stderr,
+        )
+        return 1
     return 0
