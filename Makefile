@@ -74,7 +74,7 @@ format: venv  ## apply ruff and buf formatting
 
 typecheck: venv  ## mypy --strict
 	$(VENV)/bin/mypy server workers tests bench \
-	  clients/python/memoryd/client clients/python/memoryd/integrations
+	  clients/python/memoryd/client clients/python/memoryd/integrations examples
 
 buf-lint: $(BUF)  ## buf lint and buf format --diff
 	$(BUF) lint
