@@ -135,3 +135,7 @@ lock:  ## re-pin requirements.lock from requirements.in
 
 clean:  ## remove the virtualenvs (memoryd's, the LLM server's, the peers') and tool installs
 	rm -rf $(VENV) $(LLM_VENV) .peers tools/node_modules $(TS)/node_modules $(TS)/dist
+
+.PHONY: deploy-check
+deploy-check:  ## validate deploy/ offline: manifests and rendered chart (strict schemas), compose, Dockerfile
+	deploy/check.sh
