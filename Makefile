@@ -17,7 +17,7 @@ TS_STAMP := $(TS)/node_modules/.installed
 
 .PHONY: help up smoke venv test test-unit lint typecheck format proto proto-check buf-lint bench \
 	bench-sessions bench-search bench-recall bench-peers lock clean test-llm ts-deps ts-proto \
-	ts-proto-check test-ts
+	ts-proto-check test-ts deploy-check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -136,6 +136,5 @@ lock:  ## re-pin requirements.lock from requirements.in
 clean:  ## remove the virtualenvs (memoryd's, the LLM server's, the peers') and tool installs
 	rm -rf $(VENV) $(LLM_VENV) .peers tools/node_modules $(TS)/node_modules $(TS)/dist
 
-.PHONY: deploy-check
 deploy-check:  ## validate deploy/ offline: manifests and rendered chart (strict schemas), compose, Dockerfile
 	deploy/check.sh
