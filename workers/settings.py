@@ -39,10 +39,6 @@ SWEEP_SECONDS = set(range(0, 60, 10))
 # (settings.embedding_threads) and the Embedder runs one model call at a time,
 # so more concurrency only lets DB-bound jobs (purges) overlap with it.
 MAX_JOBS = 4
-# How often an idle worker looks for queued jobs. arq's default (0.5 s) is
-# added to every memory's time until it is searchable by meaning; one
-# ZRANGEBYSCORE every 50 ms costs Redis next to nothing.
-POLL_DELAY = timedelta(milliseconds=50)
 # Extraction of idle sessions, and of jobs whose enqueue was lost: every 5 s,
 # so a conversation that stops is extracted within settings.extract_idle plus
 # this. One indexed query (sessions_unextracted) when there is nothing to do.
@@ -111,7 +107,6 @@ def worker_settings(
             ),
         ],
         "max_jobs": MAX_JOBS,
-        "poll_delay": POLL_DELAY,
         "queue_name": QUEUE_NAME,
         "health_check_key": HEALTH_CHECK_KEY,
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
