@@ -18,7 +18,7 @@ from memoryd.v1 import memory_service_pb2, session_service_pb2
 from memoryd.v1 import memory_service_pb2_grpc as memory_grpc
 from memoryd.v1 import session_service_pb2_grpc as session_grpc
 from server.api.health import StoreHealth
-from server.api.interceptor import RequestInterceptor
+from server.api.interceptor import CallGuard, RequestInterceptor
 from server.api.memory_servicer import MemoryServicer
 from server.api.session_servicer import SessionServicer
 from server.extraction.service import ExtractionService
@@ -67,7 +67,8 @@ async def start_server(
 ) -> RunningServer:
     """Start serving on settings.listen (port 0 picks a free port); `interceptors`
     run before the request interceptor (tests use them to observe calls)."""
-    server = grpc.aio.server(interceptors=[*interceptors, RequestInterceptor()])
+    guards: list[CallGuard] = []
+    server = grpc.aio.server(interceptors=[*interceptors, RequestInterceptor(guards)])
     session_grpc.add_SessionServiceServicer_to_server(
         SessionServicer(SessionService(resources)), server
     )

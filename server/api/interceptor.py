@@ -6,7 +6,7 @@ import contextvars
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import grpc
@@ -23,6 +23,10 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 _QUIET_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 Behavior = Callable[[Any, ServicerContext[Any, Any]], Awaitable[Any]]
+# Runs before the servicer with the method name, the decoded request and the
+# call; refuses the call by raising a MemorydError (auth, rate limits). Sync on
+# purpose: a guard must not add an await to every call.
+CallGuard = Callable[[str, Any, ServicerContext[Any, Any]], None]
 
 if TYPE_CHECKING:  # the stubs make these generic; grpc's classes are not
     Handler = grpc.RpcMethodHandler[Any, Any]
@@ -41,9 +45,12 @@ def _request_id(context: ServicerContext[Any, Any]) -> str:
 class RequestInterceptor(_Interceptor):
     """Gives each call a request id (from x-request-id metadata or new), maps
     raised errors to statuses through server.api.status, and logs one line
-    per call with method, status, duration and request id."""
+    per call with method, status, duration and request id. `guards` run in
+    order before the servicer; what they raise is mapped and logged like any
+    servicer error."""
 
-    def __init__(self) -> None:
+    def __init__(self, guards: Sequence[CallGuard] = ()) -> None:
+        self._guards = tuple(guards)
         # One wrapped handler per method, built on its first call.
         self._wrapped: dict[str, Handler] = {}
 
@@ -62,11 +69,11 @@ class RequestInterceptor(_Interceptor):
         self._wrapped[method] = wrapped = self._wrap(method, handler)
         return wrapped
 
-    @staticmethod
-    def _wrap(method: str, handler: Handler) -> Handler:
+    def _wrap(self, method: str, handler: Handler) -> Handler:
         level = logging.DEBUG if method.startswith(_QUIET_PREFIXES) else logging.INFO
         # grpc.aio hands coroutine functions here; the stubs predate aio.
         behavior = cast(Behavior, handler.unary_unary)
+        guards = self._guards
 
         async def unary_unary(request: Any, context: ServicerContext[Any, Any]) -> Any:
             request_id = _request_id(context)
@@ -74,6 +81,8 @@ class RequestInterceptor(_Interceptor):
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
+                for guard in guards:
+                    guard(method, request, context)
                 return await behavior(request, context)
             except Exception as exc:
                 if isinstance(exc, grpc.aio.AbortError):
