@@ -184,7 +184,7 @@ def _up(settings: Settings) -> int:
         try:
             for name in ("serve", "worker"):
                 children.spawn(name, [sys.executable, "-m", "server.cli", name], env=env)
-            code = _supervise(children, stop, settings.listen)
+            code = _supervise(children, stop, settings)
         finally:
             clean = children.stop(grace=settings.grace_period.total_seconds() + 2.0)
     if code == 0 and not clean:
@@ -193,13 +193,23 @@ def _up(settings: Settings) -> int:
     return code
 
 
-def _supervise(children: Children, stop: StopSignal, listen: str) -> int:
+def _supervise(children: Children, stop: StopSignal, settings: Settings) -> int:
     """Wait for a stop signal (exit 0) or for a child to die (exit 1)."""
-    from server.health_probe import HealthProbe, dial_target
+    from server.health_probe import HealthProbe, dial_target, probe_listen
 
-    target = dial_target(listen)
+    listen = probe_listen(
+        listen=settings.listen,
+        health_listen=settings.health_listen,
+        tls=settings.tls_cert is not None,
+    )
+    target = dial_target(listen) if listen else None
     probe = HealthProbe(target) if target else None
-    if target is None:
+    if listen is None:
+        print(
+            f"memoryd is starting on {settings.listen} with TLS: set MEMORYD_HEALTH_LISTEN "
+            "(a plaintext health-only address) for `up` to report when it serves"
+        )
+    elif target is None:
         print(f"memoryd is starting on {listen}: the port is chosen at bind time (see the log)")
     started, hinted = time.monotonic(), False
     try:
@@ -213,7 +223,8 @@ def _supervise(children: Children, stop: StopSignal, listen: str) -> int:
                 )
                 return 1
             if probe is not None and probe.serving(timeout=_POLL_S):
-                print(f"memoryd is up: gRPC on {target} (Ctrl-C to stop)", flush=True)
+                where = settings.listen if settings.health_listen else target
+                print(f"memoryd is up: gRPC on {where} (Ctrl-C to stop)", flush=True)
                 probe.close()
                 probe = None
             elif probe is not None and not hinted and time.monotonic() - started > _READY_HINT_S:

@@ -60,3 +60,15 @@ class DeadlineExceeded(MemorydError):
     """The call's deadline passed before its work could finish."""
 
     reason = "DEADLINE_EXCEEDED"
+
+
+class Unauthenticated(MemorydError):
+    """The call carries no bearer token, or one this server does not know."""
+
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(MemorydError):
+    """The caller's token may not make this call (a user outside its tenant)."""
+
+    reason = "PERMISSION_DENIED"

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from server.credentials import TokenConfigError, load_grants
+
 
 class Settings(BaseSettings):
     # hide_input_in_errors: a failed check must not print MEMORYD_LLM_API_KEY or a
@@ -33,6 +35,24 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # How often health probes Postgres and Redis.
     health_interval: timedelta = timedelta(seconds=1)
+    # Optional second address serving only grpc.health.v1, in plaintext and
+    # without a token: for probes that speak neither TLS nor auth (kubelet's
+    # grpc probe, the image's HEALTHCHECK, `memoryd up`) when TLS is on.
+    health_listen: str | None = None
+    # Server reflection (grpcurl without proto files). With auth on it needs a token.
+    reflection: bool = True
+
+    # Auth (server/credentials.py). Either or both set: every call but health
+    # needs `authorization: Bearer <token>`. MEMORYD_AUTH_TOKEN: comma-separated
+    # tokens with access to every user; the file: one token a line, optionally
+    # bound to `users=a,b` and/or `prefix=acme-`.
+    auth_token: SecretStr | None = None
+    auth_token_file: Path | None = None
+    # TLS: the server's certificate chain and key (PEM). With a client CA,
+    # clients must present a certificate it signed (mTLS).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
 
     postgres_pool_min: int = Field(default=2, ge=1)
     postgres_pool_max: int = Field(default=10, ge=1)
@@ -145,6 +165,51 @@ class Settings(BaseSettings):
             )
         return value
 
+    @property
+    def auth_enabled(self) -> bool:
+        return self.auth_token is not None or self.auth_token_file is not None
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> Self:
+        # Read and parse now, so a bad token file stops `memoryd up` before it
+        # starts anything; the server loads the same again at start.
+        try:
+            load_grants(
+                env_tokens=None if self.auth_token is None else self.auth_token.get_secret_value(),
+                token_file=self.auth_token_file,
+            )
+        except TokenConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Self:
+        if self.tls_cert is None or self.tls_key is None:
+            if self.tls_cert or self.tls_key:
+                given, missing = (
+                    ("MEMORYD_TLS_CERT", "MEMORYD_TLS_KEY")
+                    if self.tls_cert
+                    else ("MEMORYD_TLS_KEY", "MEMORYD_TLS_CERT")
+                )
+                raise ValueError(
+                    f"{given} is set but {missing} is not: TLS needs the server's "
+                    "certificate chain and its private key (PEM files)"
+                )
+            if self.tls_client_ca is not None:
+                raise ValueError(
+                    "MEMORYD_TLS_CLIENT_CA is set but MEMORYD_TLS_CERT and MEMORYD_TLS_KEY are "
+                    "not: client certificates are checked only over TLS"
+                )
+            return self
+        for name, path in [
+            ("MEMORYD_TLS_CERT", self.tls_cert),
+            ("MEMORYD_TLS_KEY", self.tls_key),
+            ("MEMORYD_TLS_CLIENT_CA", self.tls_client_ca),
+        ]:
+            if path is not None:
+                read_pem(name, path)
+        return self
+
     @model_validator(mode="after")
     def _check_llm(self) -> Self:
         if self.llm_base_url is None:
@@ -160,6 +225,17 @@ class Settings(BaseSettings):
                 "the endpoint serves (GET <base URL>/models lists them)"
             )
         return self
+
+
+def read_pem(name: str, path: Path) -> bytes:
+    """The PEM file a TLS setting names, or a ValueError saying what is wrong."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{name}: cannot read {path}: {exc.strerror or exc}") from None
+    if b"-----BEGIN " not in data:
+        raise ValueError(f"{name}: {path} is not a PEM file (no -----BEGIN line)")
+    return data
 
 
 def _user_cache_dir() -> Path:

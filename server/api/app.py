@@ -17,8 +17,9 @@ from grpc_reflection.v1alpha import reflection
 from memoryd.v1 import memory_service_pb2, session_service_pb2
 from memoryd.v1 import memory_service_pb2_grpc as memory_grpc
 from memoryd.v1 import session_service_pb2_grpc as session_grpc
+from server.api.auth import TokenAuth
 from server.api.health import StoreHealth
-from server.api.interceptor import CallGuard, RequestInterceptor
+from server.api.interceptor import CallGuard, RequestInterceptor, StreamGuard
 from server.api.memory_servicer import MemoryServicer
 from server.api.session_servicer import SessionServicer
 from server.extraction.service import ExtractionService
@@ -26,7 +27,7 @@ from server.memories import MemoryService
 from server.resources import Resources
 from server.search import MemorySearch
 from server.sessions import SessionService
-from server.settings import Settings
+from server.settings import Settings, read_pem
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +43,16 @@ class RunningServer:
     health: StoreHealth
     address: str
     _health_task: asyncio.Task[None]
+    # The plaintext health-only server on settings.health_listen, if any.
+    health_server: grpc.aio.Server | None = None
+    health_address: str | None = None
 
     async def stop(self, grace: float) -> None:
         """Drain: report NOT_SERVING, refuse new calls, let in-flight calls finish."""
         await self.health.drain()
         await self.server.stop(grace)
+        if self.health_server is not None:
+            await self.health_server.stop(None)
         self._health_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._health_task
@@ -68,7 +74,14 @@ async def start_server(
     """Start serving on settings.listen (port 0 picks a free port); `interceptors`
     run before the request interceptor (tests use them to observe calls)."""
     guards: list[CallGuard] = []
-    server = grpc.aio.server(interceptors=[*interceptors, RequestInterceptor(guards)])
+    stream_guards: list[StreamGuard] = []
+    auth = TokenAuth.from_settings(settings)
+    if auth is not None:
+        guards.append(auth)
+        stream_guards.append(auth.check_stream)
+    server = grpc.aio.server(
+        interceptors=[*interceptors, RequestInterceptor(guards, stream_guards)]
+    )
     session_grpc.add_SessionServiceServicer_to_server(
         SessionServicer(SessionService(resources)), server
     )
@@ -79,21 +92,70 @@ async def start_server(
     )
     health = StoreHealth(resources, services=SERVICE_NAMES)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
-    reflection.enable_server_reflection(
-        [
-            *SERVICE_NAMES,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ],
-        server,
-    )
-    port = server.add_insecure_port(settings.listen)
+    if settings.reflection:
+        reflection.enable_server_reflection(
+            [
+                *SERVICE_NAMES,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            server,
+        )
+    port = _add_port(server, settings)
+    health_server, health_address = None, None
+    if settings.health_listen:
+        # Probes that speak neither TLS nor auth (kubelet's grpc probe) ask here.
+        health_server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health.servicer, health_server)
+        health_port = health_server.add_insecure_port(settings.health_listen)
+        health_address = _bind_address(settings.health_listen, health_port)
     await health.mark_starting()
     await server.start()
+    if health_server is not None:
+        await health_server.start()
+        log.info("grpc.health.v1 (plaintext, no token) on %s", health_address)
     task = asyncio.create_task(health.run(settings.health_interval.total_seconds()))
     address = _bind_address(settings.listen, port)
-    log.info("memoryd listening on %s", address)
-    return RunningServer(server=server, health=health, address=address, _health_task=task)
+    log.info(
+        "memoryd listening on %s (%s, auth %s, reflection %s)",
+        address,
+        _transport(settings),
+        "on" if auth is not None else "off",
+        "on" if settings.reflection else "off",
+    )
+    return RunningServer(
+        server=server,
+        health=health,
+        address=address,
+        _health_task=task,
+        health_server=health_server,
+        health_address=health_address,
+    )
+
+
+def _add_port(server: grpc.aio.Server, settings: Settings) -> int:
+    if settings.tls_cert is None or settings.tls_key is None:
+        return server.add_insecure_port(settings.listen)
+    client_ca = settings.tls_client_ca
+    credentials = grpc.ssl_server_credentials(
+        [
+            (
+                read_pem("MEMORYD_TLS_KEY", settings.tls_key),
+                read_pem("MEMORYD_TLS_CERT", settings.tls_cert),
+            )
+        ],
+        root_certificates=None
+        if client_ca is None
+        else read_pem("MEMORYD_TLS_CLIENT_CA", client_ca),
+        require_client_auth=client_ca is not None,
+    )
+    return server.add_secure_port(settings.listen, credentials)
+
+
+def _transport(settings: Settings) -> str:
+    if settings.tls_cert is None:
+        return "plaintext"
+    return "mTLS" if settings.tls_client_ca is not None else "TLS"
 
 
 async def serve(settings: Settings) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextvars
+import inspect
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import grpc
@@ -23,16 +24,30 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 _QUIET_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 Behavior = Callable[[Any, ServicerContext[Any, Any]], Awaitable[Any]]
+# An async generator, or a coroutine that sends with context.write (health Watch).
+StreamBehavior = Callable[[Any, ServicerContext[Any, Any]], Any]
 # Runs before the servicer with the method name, the decoded request and the
 # call; refuses the call by raising a MemorydError (auth, rate limits). Sync on
 # purpose: a guard must not add an await to every call.
 CallGuard = Callable[[str, Any, ServicerContext[Any, Any]], None]
+# The same for streaming calls (health Watch, reflection), before the first
+# message: it sees the method and the call's metadata, not the requests.
+StreamGuard = Callable[[str, ServicerContext[Any, Any]], None]
 
 if TYPE_CHECKING:  # the stubs make these generic; grpc's classes are not
     Handler = grpc.RpcMethodHandler[Any, Any]
     _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
 else:
     _Interceptor = grpc.aio.ServerInterceptor
+
+
+async def _relay(result: Any) -> AsyncIterator[Any]:
+    """The responses of a streaming handler of either style."""
+    if inspect.isasyncgen(result):
+        async for response in result:
+            yield response
+    else:
+        await result
 
 
 def _request_id(context: ServicerContext[Any, Any]) -> str:
@@ -47,10 +62,14 @@ class RequestInterceptor(_Interceptor):
     raised errors to statuses through server.api.status, and logs one line
     per call with method, status, duration and request id. `guards` run in
     order before the servicer; what they raise is mapped and logged like any
-    servicer error."""
+    servicer error. `stream_guards` run before streaming handlers, which are
+    otherwise passed through as they are."""
 
-    def __init__(self, guards: Sequence[CallGuard] = ()) -> None:
+    def __init__(
+        self, guards: Sequence[CallGuard] = (), stream_guards: Sequence[StreamGuard] = ()
+    ) -> None:
         self._guards = tuple(guards)
+        self._stream_guards = tuple(stream_guards)
         # One wrapped handler per method, built on its first call.
         self._wrapped: dict[str, Handler] = {}
 
@@ -64,10 +83,78 @@ class RequestInterceptor(_Interceptor):
         if wrapped is not None:
             return wrapped
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
             return handler
-        self._wrapped[method] = wrapped = self._wrap(method, handler)
+        if handler.unary_unary is None:
+            wrapped = self._wrap_stream(method, handler)
+        else:
+            wrapped = self._wrap(method, handler)
+        self._wrapped[method] = wrapped
         return wrapped
+
+    def _wrap_stream(self, method: str, handler: Handler) -> Handler:
+        guards = self._stream_guards
+        if not guards:
+            return handler
+
+        async def check(context: ServicerContext[Any, Any]) -> None:
+            try:
+                for guard in guards:
+                    guard(method, context)
+            except Exception as exc:
+                request_id = _request_id(context)
+                failure = failure_for(exc, request_id=request_id)
+                log.info("%s %s [request_id=%s]", method, failure.code.name, request_id)
+                await context.abort(
+                    failure.code,
+                    failure.message,
+                    trailing_metadata=(
+                        ("grpc-status-details-bin", failure.details()),
+                        (REQUEST_ID_HEADER, request_id),
+                    ),
+                )
+
+        if handler.stream_stream is not None:
+            stream_stream = cast(StreamBehavior, handler.stream_stream)
+
+            async def guarded_stream_stream(
+                requests: Any, context: ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
+                await check(context)
+                async for response in _relay(stream_stream(requests, context)):
+                    yield response
+
+            return grpc.stream_stream_rpc_method_handler(
+                guarded_stream_stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            unary_stream = cast(StreamBehavior, handler.unary_stream)
+
+            async def guarded_unary_stream(
+                request: Any, context: ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
+                await check(context)
+                async for response in _relay(unary_stream(request, context)):
+                    yield response
+
+            return grpc.unary_stream_rpc_method_handler(
+                guarded_unary_stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        stream_unary = cast(Behavior, handler.stream_unary)
+
+        async def guarded_stream_unary(requests: Any, context: ServicerContext[Any, Any]) -> Any:
+            await check(context)
+            return await stream_unary(requests, context)
+
+        return grpc.stream_unary_rpc_method_handler(
+            guarded_stream_unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
 
     def _wrap(self, method: str, handler: Handler) -> Handler:
         level = logging.DEBUG if method.startswith(_QUIET_PREFIXES) else logging.INFO

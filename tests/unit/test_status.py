@@ -19,6 +19,8 @@ from server.api.status import failure_for
         (errors.FailedPrecondition("x"), grpc.StatusCode.FAILED_PRECONDITION),
         (errors.ResourceExhausted("x"), grpc.StatusCode.RESOURCE_EXHAUSTED),
         (errors.StoreUnavailable("x"), grpc.StatusCode.UNAVAILABLE),
+        (errors.Unauthenticated("x"), grpc.StatusCode.UNAUTHENTICATED),
+        (errors.PermissionDenied("x"), grpc.StatusCode.PERMISSION_DENIED),
         (psycopg.OperationalError("connection refused"), grpc.StatusCode.UNAVAILABLE),
         (redis.exceptions.ConnectionError("refused"), grpc.StatusCode.UNAVAILABLE),
         (NotImplementedError(), grpc.StatusCode.UNIMPLEMENTED),
