@@ -10,6 +10,8 @@ with redis-py is the floor of the store access GetHistory makes. Targets
 throughput at 64 callers >= 70% of Health/Check's.
 
 The report goes to stdout and, as JSON, to --out; progress goes to stderr.
+With MEMORYD_AUTH_TOKEN set, the server checks it and every call sends the
+first of its tokens: the same figures with auth on.
 """
 
 from __future__ import annotations
@@ -177,6 +179,9 @@ class Client:
         ]
         self.sessions = [session_grpc.SessionServiceStub(c) for c in self._channels]
         self.health = [health_pb2_grpc.HealthStub(c) for c in self._channels]
+        # Sent on every call, Health/Check's too, so the ratios stay like with like.
+        token = os.environ.get("MEMORYD_AUTH_TOKEN", "").split(",")[0].strip()
+        self.metadata = (("authorization", f"Bearer {token}"),) if token else None
 
     async def close(self) -> None:
         for channel in self._channels:
@@ -212,13 +217,17 @@ def workloads(client: Client, redis: Redis, user_id: str, messages: Messages) ->
     history_key = redis_keys.session_messages(user_id, "history")
 
     def health(_: int) -> Op:
-        return lambda caller: client.health[caller % channels].Check(health_request)
+        return lambda caller: client.health[caller % channels].Check(
+            health_request, metadata=client.metadata
+        )
 
     def lrange(_: int) -> Op:
         return lambda caller: lrange_of(redis, history_key, -HISTORY_WINDOW, -1)
 
     def get_history(_: int) -> Op:
-        return lambda caller: client.sessions[caller % channels].GetHistory(history_request)
+        return lambda caller: client.sessions[caller % channels].GetHistory(
+            history_request, metadata=client.metadata
+        )
 
     def append_to(session_of: Callable[[int], str]) -> Op:
         def call(caller: int) -> Any:
@@ -228,7 +237,9 @@ def workloads(client: Client, redis: Redis, user_id: str, messages: Messages) ->
                 agent_id="bench",
                 messages=messages.take(1),
             )
-            return client.sessions[caller % channels].AppendMessages(request)
+            return client.sessions[caller % channels].AppendMessages(
+                request, metadata=client.metadata
+            )
 
         return call
 
@@ -256,10 +267,12 @@ async def prepare_history(client: Client, redis: Redis, user_id: str, messages: 
         await stub.AppendMessages(
             pb.AppendMessagesRequest(
                 user_id=user_id, session_id="history", agent_id="bench", messages=messages.take(50)
-            )
+            ),
+            metadata=client.metadata,
         )
     reply = await stub.GetHistory(
-        pb.GetHistoryRequest(user_id=user_id, session_id="history", last_messages=HISTORY_WINDOW)
+        pb.GetHistoryRequest(user_id=user_id, session_id="history", last_messages=HISTORY_WINDOW),
+        metadata=client.metadata,
     )
     seqs = [m.seq for m in reply.messages]
     first = HISTORY_MESSAGES - HISTORY_WINDOW + 1

@@ -3,7 +3,10 @@
  * the gRPC server and the embedding worker), started once for this file.
  */
 import assert from "node:assert/strict";
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 
 import {
@@ -16,7 +19,9 @@ import {
   MemorydClient,
   MemorydError,
   NotFoundError,
+  PermissionDeniedError,
   Status,
+  UnauthenticatedError,
   UnimplementedError,
 } from "../src";
 import { type Memoryd, startMemoryd } from "./support/memoryd";
@@ -24,15 +29,24 @@ import { type Memoryd, startMemoryd } from "./support/memoryd";
 let memoryd: Memoryd;
 let client: MemorydClient;
 
+// The server checks bearer tokens: TOKEN reaches every user, TENANT_TOKEN
+// (from the token file) only user ids starting with TENANT.
+const TOKEN = randomBytes(16).toString("hex");
+const TENANT_TOKEN = randomBytes(16).toString("hex");
+const TENANT = `tenant-${randomUUID()}-`;
+const tokenDir = mkdtempSync(join(tmpdir(), "memoryd-ts-tokens-"));
+
 before(async () => {
-  memoryd = await startMemoryd();
-  // The token is sent on every call; this server does not check it.
-  client = new MemorydClient(memoryd.address, { token: "test-token", deadlineMs: 60_000 });
+  const tokenFile = join(tokenDir, "tokens");
+  writeFileSync(tokenFile, `# the tests' tenant\n${TENANT_TOKEN} prefix=${TENANT}\n`);
+  memoryd = await startMemoryd({ MEMORYD_AUTH_TOKEN: TOKEN, MEMORYD_AUTH_TOKEN_FILE: tokenFile });
+  client = new MemorydClient(memoryd.address, { token: TOKEN, deadlineMs: 60_000 });
 });
 
 after(async () => {
   client?.close();
   await memoryd?.stop();
+  rmSync(tokenDir, { recursive: true, force: true });
 });
 
 /** A user of its own for each test: nothing one test writes is seen by another. */
@@ -258,6 +272,51 @@ describe("errors", () => {
     assert.ok(error instanceof InvalidArgumentError, String(error));
     assert.match(error.field ?? "", /^requests\[1\]/);
     assert.deepEqual(await client.memories.getUserMemories(user), []);
+  });
+});
+
+describe("auth", () => {
+  it("asks for no token on health", async () => {
+    const anonymous = new MemorydClient(memoryd.address);
+    try {
+      assert.equal(await anonymous.health(), "SERVING");
+    } finally {
+      anonymous.close();
+    }
+  });
+
+  it("rejects a call without a token, or with a wrong one, as UnauthenticatedError", async () => {
+    for (const token of [undefined, randomBytes(16).toString("hex")]) {
+      const caller = new MemorydClient(memoryd.address, { token, maxAttempts: 1 });
+      try {
+        const error = await caller.sessions.history(newUser(), "s1").catch((e: unknown) => e);
+        assert.ok(error instanceof UnauthenticatedError, String(error));
+        assert.equal(error.code, Status.UNAUTHENTICATED);
+        assert.match(error.details, /authorization: Bearer <token>/);
+      } finally {
+        caller.close();
+      }
+    }
+  });
+
+  it("lets a tenant-bound token reach its users only", async () => {
+    const tenant = new MemorydClient(memoryd.address, { token: TENANT_TOKEN, maxAttempts: 1 });
+    try {
+      const own = `${TENANT}${randomUUID()}`;
+      await tenant.sessions.append(own, "s1", [{ role: "user", content: "inside the tenant" }]);
+      assert.equal((await tenant.sessions.history(own, "s1")).length, 1);
+
+      const other = newUser();
+      const error = await tenant.sessions
+        .append(other, "s1", [{ role: "user", content: "outside" }])
+        .catch((e: unknown) => e);
+      assert.ok(error instanceof PermissionDeniedError, String(error));
+      assert.equal(error.reason, "PERMISSION_DENIED");
+      assert.match(error.details, new RegExp(`'${other}'.*bound`));
+      assert.deepEqual(await client.sessions.list(other), [], "a denied call writes nothing");
+    } finally {
+      tenant.close();
+    }
   });
 });
 

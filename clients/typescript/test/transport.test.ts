@@ -1,10 +1,9 @@
 /**
  * What the client puts on the wire and how it handles transport failures,
  * observed from a grpc-js server built from the same generated service
- * definition. memoryd itself does not check bearer tokens, and making a real
- * memoryd answer UNAVAILABLE once or hang on purpose is not something a caller
- * can arrange; everything else is tested against a real server in
- * client.test.ts.
+ * definition: making a real memoryd answer UNAVAILABLE once or hang on
+ * purpose is not something a caller can arrange; everything else, bearer
+ * tokens included, is tested against a real server in client.test.ts.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";

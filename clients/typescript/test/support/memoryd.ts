@@ -37,18 +37,19 @@ export interface Memoryd {
   log(): string;
 }
 
-export async function startMemoryd(): Promise<Memoryd> {
+/** `env`: MEMORYD_* settings for this memoryd, e.g. MEMORYD_AUTH_TOKEN. */
+export async function startMemoryd(env: Record<string, string> = {}): Promise<Memoryd> {
   // As root, pgserver runs Postgres as another user, which must traverse the dir.
   const root = realpathSync(mkdtempSync(join(tmpdir(), "memoryd-ts-")));
   chmodSync(root, 0o755);
   const logPath = join(root, "up.log");
   const address = `127.0.0.1:${await freePort()}`;
   const python = process.env["MEMORYD_PYTHON"] ?? join(REPO_ROOT, ".venv/bin/python");
-  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("MEMORYD_")));
+  const inherited = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("MEMORYD_")));
   const logFd = openSync(logPath, "w");
   const child = spawn(python, ["-m", "server.cli", "up"], {
     cwd: REPO_ROOT,
-    env: { ...env, MEMORYD_DATA_DIR: join(root, "data"), MEMORYD_LISTEN: address },
+    env: { ...inherited, ...env, MEMORYD_DATA_DIR: join(root, "data"), MEMORYD_LISTEN: address },
     stdio: ["ignore", logFd, logFd],
   });
   closeSync(logFd);
