@@ -22,6 +22,7 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"
 class Options:
     address: str
     user: str
+    token: str | None = None
 
 
 def parse_options(argv: Sequence[str] | None, description: str, user_prefix: str) -> Options:
@@ -32,9 +33,12 @@ def parse_options(argv: Sequence[str] | None, description: str, user_prefix: str
     parser.add_argument(
         "--user", default=None, help="the user id (default: a fresh one, so every run starts clean)"
     )
+    parser.add_argument(
+        "--token", default=None, help="bearer token, when memoryd checks them (MEMORYD_AUTH_TOKEN)"
+    )
     args = parser.parse_args(argv)
     user = args.user or f"{user_prefix}-{uuid.uuid4().hex[:8]}"
-    return Options(address=args.address, user=user)
+    return Options(address=args.address, user=user, token=args.token)
 
 
 class Transcript:
@@ -208,7 +212,7 @@ def run_example(
     replier = Replier.from_env()
     transcript.note(f"memoryd at {options.address}, user {options.user!r}, {replier.label}")
     try:
-        with MemoryClient(options.address, timeout=30) as client:
+        with MemoryClient(options.address, token=options.token, timeout=30) as client:
             body(client, transcript, replier, options.user)
     except Unavailable as error:
         print(

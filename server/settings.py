@@ -7,6 +7,7 @@ Defaults start the embedded stack: with no Postgres or Redis URL given,
 from __future__ import annotations
 
 import os
+import ssl
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal, Self
@@ -208,6 +209,24 @@ class Settings(BaseSettings):
         ]:
             if path is not None:
                 read_pem(name, path)
+        # What gRPC would only report at the first handshake: a key that does
+        # not match the certificate, an encrypted key, a CA file without a certificate.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(self.tls_cert, self.tls_key, password=lambda: b"")
+        except ssl.SSLError as exc:
+            raise ValueError(
+                f"MEMORYD_TLS_CERT / MEMORYD_TLS_KEY: {self.tls_cert} and {self.tls_key} are not "
+                f"a certificate chain and its unencrypted private key ({exc.reason or exc})"
+            ) from None
+        if self.tls_client_ca is not None:
+            try:
+                context.load_verify_locations(cafile=self.tls_client_ca)
+            except ssl.SSLError as exc:
+                raise ValueError(
+                    f"MEMORYD_TLS_CLIENT_CA: {self.tls_client_ca} holds no usable CA "
+                    f"certificate ({exc.reason or exc})"
+                ) from None
         return self
 
     @model_validator(mode="after")

@@ -65,6 +65,7 @@ def _issue(
 
 def make_pki(directory: Path) -> Pki:
     """Write a CA and the server and client certificates it signs into `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = _issue(
         "memoryd test CA", issuer=_name("memoryd test CA"), issuer_key=ca_key, key=ca_key, ca=True

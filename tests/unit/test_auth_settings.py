@@ -16,6 +16,7 @@ from server.credentials import (
     token_digest,
 )
 from server.settings import Settings
+from tests.support.tls import make_pki
 
 TOKEN = "a" * 32
 OTHER = "b" * 32
@@ -137,3 +138,17 @@ def test_unreadable_or_non_pem_tls_files_are_start_errors(workdir: Path) -> None
     assert "is not a PEM file" in settings_error(tls_cert=cert, tls_key=key)
     message = settings_error(tls_cert=key, tls_key=workdir / "nope.pem")
     assert "MEMORYD_TLS_KEY: cannot read" in message
+
+
+def test_a_key_that_does_not_match_the_certificate_is_a_start_error(workdir: Path) -> None:
+    first, second = make_pki(workdir / "first"), make_pki(workdir / "second")
+    message = settings_error(tls_cert=first.server_cert, tls_key=second.server_key)
+    assert "are not a certificate chain and its unencrypted private key" in message
+    message = settings_error(
+        tls_cert=first.server_cert, tls_key=first.server_key, tls_client_ca=first.client_key
+    )
+    assert "MEMORYD_TLS_CLIENT_CA" in message and "no usable CA certificate" in message
+    matching = Settings(
+        tls_cert=first.server_cert, tls_key=first.server_key, tls_client_ca=first.ca_cert
+    )
+    assert matching.tls_client_ca == first.ca_cert
