@@ -287,8 +287,15 @@ class MemoryService:
         total = 0
         while True:
             async with self._postgres.connection() as conn, conn.transaction():
+                # The expiry cron leaves rows an embedding batch holds to its
+                # next run; DeleteAllMemories waits for them, or a short batch
+                # would end it with those rows still stored.
                 deleted = await self.store.delete(
-                    conn, user_id=None, expired_only=expired_only, limit=_DELETE_BATCH
+                    conn,
+                    user_id=None,
+                    expired_only=expired_only,
+                    limit=_DELETE_BATCH,
+                    skip_locked=expired_only,
                 )
                 await self._record_deletes(conn, deleted, reason=reason, actor=actor)
             total += len(deleted)

@@ -194,6 +194,10 @@ def cached_model(model: SentenceTransformer, *, cache_dir: Path, quantize: bool)
     directory = cache_dir.expanduser() / "onnx" / key[:24]
     path = directory / f"model-{variant}.onnx"
     manifest = directory / f"model-{variant}.json"
+    # A model baked into an image may sit on a read-only filesystem: a valid
+    # artefact is used without creating the directory or its lock file.
+    if _valid(path, manifest):
+        return path
     directory.mkdir(parents=True, exist_ok=True)
     # A server and a worker starting together build once: the second waits
     # for the lock and then finds the artefact.

@@ -8,7 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import grpc
 from grpc.aio import ServicerContext
@@ -22,6 +22,8 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 
 # Probes call these every few seconds: log them only at DEBUG.
 _QUIET_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+
+T = TypeVar("T")
 
 Behavior = Callable[[Any, ServicerContext[Any, Any]], Awaitable[Any]]
 # An async generator, or a coroutine that sends with context.write (health Watch).
@@ -48,6 +50,34 @@ async def _relay(result: Any) -> AsyncIterator[Any]:
             yield response
     else:
         await result
+
+
+class EncodedResponse:
+    """A response already in its wire form; the interceptor sends it as is."""
+
+    __slots__ = ("wire",)
+
+    def __init__(self, wire: bytes) -> None:
+        self.wire = wire
+
+
+def encoded_response(response_type: type[T], wire: bytes) -> T:
+    """Return `wire` (a `response_type` encoding) from a servicer method typed
+    to return `response_type`, skipping decode and re-encode. Only servers
+    built with RequestInterceptor (server.api.app) know how to send it."""
+    return cast(T, EncodedResponse(wire))
+
+
+def _passing_encoded(serialize: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
+    if serialize is None:
+        return None
+
+    def serialize_response(response: Any) -> bytes:
+        if type(response) is EncodedResponse:
+            return response.wire
+        return serialize(response)
+
+    return serialize_response
 
 
 def _request_id(context: ServicerContext[Any, Any]) -> str:
@@ -200,5 +230,5 @@ class RequestInterceptor(_Interceptor):
         return grpc.unary_unary_rpc_method_handler(
             unary_unary,
             request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
+            response_serializer=_passing_encoded(handler.response_serializer),
         )

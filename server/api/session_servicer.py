@@ -9,11 +9,14 @@ from grpc.aio import ServicerContext
 from memoryd.v1 import session_service_pb2 as pb
 from memoryd.v1 import session_service_pb2_grpc as pb_grpc
 from server.api import convert
+from server.api.interceptor import encoded_response
 from server.models import WindowKind
 from server.sessions import SessionService
 from server.stores import message_codec
 
 Context = ServicerContext[Any, Any]
+
+_HISTORY_MESSAGES = pb.GetHistoryResponse.DESCRIPTOR.fields_by_name["messages"].number
 
 
 class SessionServicer(pb_grpc.SessionServiceServicer):
@@ -49,11 +52,11 @@ class SessionServicer(pb_grpc.SessionServiceServicer):
         encoded = await self._sessions.history(
             user_id=request.user_id, session_id=request.session_id, window=window
         )
-        # Stored messages are already memoryd.v1.Message encodings.
-        response = pb.GetHistoryResponse()
-        for entry in encoded:
-            response.messages.add().MergeFromString(entry)
-        return response
+        # Stored messages are already memoryd.v1.Message encodings: framed as
+        # the response's repeated field, they are the response.
+        return encoded_response(
+            pb.GetHistoryResponse, message_codec.repeated_field(_HISTORY_MESSAGES, encoded)
+        )
 
     async def ListSessions(
         self, request: pb.ListSessionsRequest, context: Context

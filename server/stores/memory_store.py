@@ -284,9 +284,12 @@ class MemoryStore:
         memory_id: str | None = None,
         expired_only: bool = False,
         limit: int | None = None,
+        skip_locked: bool = False,
     ) -> list[Memory]:
         """Delete and return memories: one (memory_id), a user's (user_id), expired
-        ones, or (user_id None) every user's. The caller records the events."""
+        ones, or (user_id None) every user's, at most `limit` of them. With
+        skip_locked, rows another transaction holds (an embedding batch) are
+        left for a later call instead of waited for. The caller records the events."""
         params = self._params(user=user_id, id=memory_id, limit=limit)
         conditions = ["TRUE"]
         if user_id is not None:
@@ -297,10 +300,8 @@ class MemoryStore:
             conditions.append("expire_time <= now()")
         where = " AND ".join(conditions)
         if limit is not None:
-            where = (
-                f"id IN (SELECT id FROM memories WHERE {where}"
-                " LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
-            )
+            lock = "FOR UPDATE SKIP LOCKED" if skip_locked else "FOR UPDATE"
+            where = f"id IN (SELECT id FROM memories WHERE {where} LIMIT %(limit)s {lock})"
         cursor = await conn.execute(
             f"DELETE FROM memories WHERE {where} RETURNING {_COLUMNS}", params
         )

@@ -7,6 +7,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 import grpc
+import psycopg
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2
 
@@ -15,6 +16,8 @@ from memoryd.v1 import memory_service_pb2_grpc as memory_grpc
 from tests.integration.test_session_api import expect_error
 
 if TYPE_CHECKING:
+    from server.stack_file import StoreUrls
+
     Stub = memory_grpc.MemoryServiceAsyncStub
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -261,6 +264,28 @@ async def test_delete_all_needs_the_confirmation_phrase(stub: Stub, user_id: str
     assert wiped.deleted_count >= 1
     await expect_error(
         stub.GetMemory(pb.GetMemoryRequest(user_id=user_id, id=memory.id)),
+        grpc.StatusCode.NOT_FOUND,
+    )
+
+
+async def test_delete_all_waits_for_rows_an_embedding_batch_holds(
+    stub: Stub, user_id: str, store_urls: StoreUrls
+) -> None:
+    held = await create(stub, user_id, "Locked by a batch being embedded")
+    assert store_urls.postgres_url is not None
+    async with await psycopg.AsyncConnection.connect(store_urls.postgres_url) as batch:
+        async with batch.transaction():  # what the embedding worker holds per batch
+            await batch.execute("SELECT 1 FROM memories WHERE id = %s FOR UPDATE", [held.id])
+            wipe = asyncio.ensure_future(
+                stub.DeleteAllMemories(
+                    pb.DeleteAllMemoriesRequest(confirm="delete all memories of all users")
+                )
+            )
+            await asyncio.sleep(0.5)
+            assert not wipe.done()  # waiting for the lock, not skipping the row
+        await wipe
+    await expect_error(
+        stub.GetMemory(pb.GetMemoryRequest(user_id=user_id, id=held.id)),
         grpc.StatusCode.NOT_FOUND,
     )
 

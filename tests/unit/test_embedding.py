@@ -183,3 +183,15 @@ def test_the_built_onnx_model_is_reused_and_rebuilt_when_corrupted(
     assert cached_model(torch_model, cache_dir=cache_dir, quantize=False) == path
     assert path.stat().st_size > 1000
     assert manifest["sha256"] == json.loads(path.with_suffix(".json").read_text())["sha256"]
+
+
+def test_a_valid_cached_model_is_used_without_writing_beside_it(
+    cache_dir: Path, torch_model: SentenceTransformer
+) -> None:
+    # An image bakes the model into a read-only filesystem; even the lock file
+    # must not be needed to use it.
+    path = cached_model(torch_model, cache_dir=cache_dir, quantize=False)
+    (path.parent / ".lock").unlink(missing_ok=True)
+    before = sorted(p.name for p in path.parent.iterdir())
+    assert cached_model(torch_model, cache_dir=cache_dir, quantize=False) == path
+    assert sorted(p.name for p in path.parent.iterdir()) == before
