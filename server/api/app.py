@@ -17,12 +17,14 @@ from grpc_reflection.v1alpha import reflection
 from memoryd.v1 import memory_service_pb2, session_service_pb2
 from memoryd.v1 import memory_service_pb2_grpc as memory_grpc
 from memoryd.v1 import session_service_pb2_grpc as session_grpc
+from server import tracing
 from server.api.health import StoreHealth
 from server.api.interceptor import CallGuard, RequestInterceptor
 from server.api.memory_servicer import MemoryServicer
 from server.api.session_servicer import SessionServicer
 from server.extraction.service import ExtractionService
 from server.memories import MemoryService
+from server.metrics import MetricsEndpoint, ServerMetrics
 from server.resources import Resources
 from server.search import MemorySearch
 from server.sessions import SessionService
@@ -42,6 +44,9 @@ class RunningServer:
     health: StoreHealth
     address: str
     _health_task: asyncio.Task[None]
+    # With settings.metrics_listen: the counters, and where they are served.
+    metrics: ServerMetrics | None = None
+    metrics_endpoint: MetricsEndpoint | None = None
 
     async def stop(self, grace: float) -> None:
         """Drain: report NOT_SERVING, refuse new calls, let in-flight calls finish."""
@@ -50,6 +55,8 @@ class RunningServer:
         self._health_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._health_task
+        if self.metrics_endpoint is not None:
+            await asyncio.to_thread(self.metrics_endpoint.stop)
 
 
 def _bind_address(listen: str, port: int) -> str:
@@ -68,9 +75,20 @@ async def start_server(
     """Start serving on settings.listen (port 0 picks a free port); `interceptors`
     run before the request interceptor (tests use them to observe calls)."""
     guards: list[CallGuard] = []
-    server = grpc.aio.server(interceptors=[*interceptors, RequestInterceptor(guards)])
+    metrics = ServerMetrics(resources.postgres) if settings.metrics_listen else None
+    request_interceptor = RequestInterceptor(
+        guards,
+        metrics=None if metrics is None else metrics.rpc,
+        tracing=tracing.active(),
+    )
+    server = grpc.aio.server(interceptors=[*interceptors, request_interceptor])
     session_grpc.add_SessionServiceServicer_to_server(
-        SessionServicer(SessionService(resources)), server
+        SessionServicer(
+            SessionService(
+                resources, window_reads=None if metrics is None else metrics.session_window
+            )
+        ),
+        server,
     )
     memories = MemoryService(resources)
     memory_grpc.add_MemoryServiceServicer_to_server(
@@ -88,12 +106,22 @@ async def start_server(
         server,
     )
     port = server.add_insecure_port(settings.listen)
+    endpoint = None
+    if metrics is not None and settings.metrics_listen:
+        endpoint = MetricsEndpoint.start(settings.metrics_listen, metrics.registry)
     await health.mark_starting()
     await server.start()
     task = asyncio.create_task(health.run(settings.health_interval.total_seconds()))
     address = _bind_address(settings.listen, port)
     log.info("memoryd listening on %s", address)
-    return RunningServer(server=server, health=health, address=address, _health_task=task)
+    return RunningServer(
+        server=server,
+        health=health,
+        address=address,
+        _health_task=task,
+        metrics=metrics,
+        metrics_endpoint=endpoint,
+    )
 
 
 async def serve(settings: Settings) -> None:
