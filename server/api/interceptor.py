@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -102,6 +103,10 @@ class RequestInterceptor(_Interceptor):
                 for guard in guards:
                     guard(method, request, context)
                 return await behavior(request, context)
+            except asyncio.CancelledError:
+                # The caller went away (cancelled, or its deadline passed).
+                code = grpc.StatusCode.CANCELLED
+                raise
             except Exception as exc:
                 if isinstance(exc, grpc.aio.AbortError):
                     raise  # already a status, set by grpc itself
