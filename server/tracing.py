@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 # The W3C trace context headers: gRPC metadata in, job kwargs out.
 _TRACE_HEADERS = ("traceparent", "tracestate")
 REQUEST_ID_ATTRIBUTE = "memoryd.request_id"
+_SHUTDOWN_TIMEOUT_S = 2.0
 
 
 class RpcSpan:
@@ -117,8 +119,13 @@ class Tracing:
         """Add the current span's trace context to `carrier`."""
         self._propagator.inject(carrier)
 
-    def shutdown(self) -> None:
-        self.provider.shutdown()
+    def shutdown(self, timeout_s: float = _SHUTDOWN_TIMEOUT_S) -> None:
+        """Export what is buffered, waiting at most `timeout_s`: with the
+        collector unreachable the exporter retries for ~10 s, and a stopping
+        process must not wait that long."""
+        flush = threading.Thread(target=self.provider.shutdown, daemon=True)
+        flush.start()
+        flush.join(timeout_s)
 
 
 _active: Tracing | None = None
