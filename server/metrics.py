@@ -255,7 +255,14 @@ class MetricsEndpoint:
     @classmethod
     def start(cls, listen: str, registry: CollectorRegistry) -> MetricsEndpoint:
         host, _, port = listen.rpartition(":")
-        server, thread = start_http_server(int(port), addr=host.strip("[]"), registry=registry)
+        try:
+            server, thread = start_http_server(int(port), addr=host.strip("[]"), registry=registry)
+        except OSError as exc:
+            raise OSError(
+                exc.errno,
+                f"cannot serve metrics on {listen} ({exc.strerror}): set "
+                "MEMORYD_METRICS_LISTEN / MEMORYD_WORKER_METRICS_LISTEN to a free host:port",
+            ) from exc
         endpoint = cls(server, thread)
         log.info("metrics on http://%s/metrics", endpoint.address)
         return endpoint
