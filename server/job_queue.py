@@ -8,12 +8,33 @@ from __future__ import annotations
 
 from arq.connections import ArqRedis
 
+from server import tracing
+from server.request_context import NO_REQUEST, request_id_var
+
 # The one place arq's key names are chosen; server and workers use the same queue.
 QUEUE_NAME = "memoryd:v1:queue"
 HEALTH_CHECK_KEY = f"{QUEUE_NAME}:health-check"
 
 EMBED_MEMORIES = "embed_memories"
 EXTRACT_MEMORIES = "extract_memories"
+
+# The job kwarg that carries the enqueuing call's request id and trace context
+# to the worker (workers/instrument.py takes it off before the job runs).
+TELEMETRY_KWARG = "telemetry"
+REQUEST_ID_KEY = "request_id"
+
+
+def job_telemetry() -> dict[str, str]:
+    """What a job takes from the call that enqueues it: its request id and,
+    with tracing on, its trace context."""
+    carried: dict[str, str] = {}
+    request_id = request_id_var.get()
+    if request_id != NO_REQUEST:
+        carried[REQUEST_ID_KEY] = request_id
+    active = tracing.active()
+    if active is not None:
+        active.inject(carried)
+    return carried
 
 
 async def enqueue_embedding(arq: ArqRedis, memory_ids: list[str]) -> None:
@@ -28,6 +49,7 @@ async def enqueue_embedding(arq: ArqRedis, memory_ids: list[str]) -> None:
     await arq.enqueue_job(
         EMBED_MEMORIES,
         memory_ids=memory_ids,
+        telemetry=job_telemetry(),
         _job_id=f"embed:{memory_ids[0]}",
         _queue_name=QUEUE_NAME,
     )
@@ -55,6 +77,7 @@ async def enqueue_extraction(
         session_id=session_id,
         job_id=job_id,
         trigger=trigger,
+        telemetry=job_telemetry(),
         _job_id=extraction_job_id(user_id=user_id, session_id=session_id, job_id=job_id),
         _queue_name=QUEUE_NAME,
     )

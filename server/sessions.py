@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from server import validation
 from server.errors import AlreadyExists, InvalidArgument, NotFound
@@ -32,6 +33,9 @@ from server.settings import Settings
 from server.stores import message_codec, session_store
 from server.stores.message_codec import EncodedMessage
 from server.stores.session_cache import SessionCache
+
+if TYPE_CHECKING:
+    from server.metrics import SessionWindowReads
 
 # For windows whose size in messages is not known in advance (runs, tokens),
 # a small Redis tail is read first, then the whole cached window.
@@ -71,8 +75,12 @@ def check_new_messages(settings: Settings, messages: list[NewMessage]) -> None:
 
 
 class SessionService:
-    def __init__(self, resources: Resources) -> None:
+    def __init__(
+        self, resources: Resources, *, window_reads: SessionWindowReads | None = None
+    ) -> None:
         self._settings = resources.settings
+        # Counts where each history read was served from (server.metrics); None: not counted.
+        self._reads = window_reads
         self._postgres = resources.postgres
         self._tokens = resources.tokens
         self._extraction = AppendTrigger(resources.arq, resources.settings)
@@ -180,8 +188,10 @@ class SessionService:
             if tail is None:
                 return await self._rebuild_and_select(user_id, session_id, window)
             if len(tail.entries) == window.limit or tail.reaches_session_start:
+                if self._reads is not None:
+                    self._reads.hit.inc()
                 return tail.entries
-            return await self._select_from_postgres(user_id, session_id, window)
+            return await self._select_beyond_window(user_id, session_id, window)
         for count in (_FIRST_TAIL, self._settings.session_window):
             tail = await self._cache.tail(user_id, session_id, count)
             if tail is None:
@@ -189,15 +199,26 @@ class SessionService:
             selector = HistorySelector[WindowFields](window)
             selector.offer_all(message_codec.window_fields(e) for e in reversed(tail.entries))
             if selector.full or tail.reaches_session_start:
+                if self._reads is not None:
+                    self._reads.hit.inc()
                 return tail.entries[len(tail.entries) - selector.count :]
             if tail.is_whole_window:
                 break  # older messages are only in Postgres
+        return await self._select_beyond_window(user_id, session_id, window)
+
+    async def _select_beyond_window(
+        self, user_id: str, session_id: str, window: HistoryWindow
+    ) -> list[EncodedMessage]:
+        if self._reads is not None:
+            self._reads.beyond_window.inc()
         return await self._select_from_postgres(user_id, session_id, window)
 
     async def _rebuild_and_select(
         self, user_id: str, session_id: str, window: HistoryWindow
     ) -> list[EncodedMessage]:
         """Reload the Redis window from Postgres and answer from it."""
+        if self._reads is not None:
+            self._reads.miss.inc()
         async with self._postgres.connection() as conn, conn.transaction():
             session = await session_store.lock_session_for_read(
                 conn, user_id=user_id, session_id=session_id

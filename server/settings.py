@@ -34,6 +34,18 @@ class Settings(BaseSettings):
     listen: str = "127.0.0.1:50051"
     grace_period: timedelta = timedelta(seconds=5)
     log_level: str = "INFO"
+    # text: one readable line per record, for a terminal. json: one JSON object
+    # per line (time, level, logger, message, request_id, ...), for log collectors.
+    log_format: Literal["text", "json"] = "text"
+    # Prometheus metrics over HTTP (GET /metrics), host:port; unset, no metrics
+    # are kept at all. The worker serves its own on worker_metrics_listen, which
+    # defaults to the port after this one, so `memoryd up` runs both on one host.
+    metrics_listen: str | None = None
+    worker_metrics_listen: str | None = None
+    # OpenTelemetry tracing: a span per call and per job, exported over OTLP/gRPC
+    # to OTEL_EXPORTER_OTLP_ENDPOINT (default localhost:4317); OTEL_SERVICE_NAME
+    # and the other standard OTEL_* variables apply. Off: OpenTelemetry is not loaded.
+    otel_enabled: bool = False
     # How often health probes Postgres and Redis.
     health_interval: timedelta = timedelta(seconds=1)
     # Optional second address serving only grpc.health.v1, in plaintext and
@@ -151,6 +163,24 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(default=1024, ge=16)
     # Messages sent in one request; a longer slice takes several requests.
     llm_batch_messages: int = Field(default=20, ge=1)
+
+    @field_validator("metrics_listen", "worker_metrics_listen")
+    @classmethod
+    def _check_metrics_listen(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        host, sep, port = value.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise ValueError(f"must be host:port, such as 127.0.0.1:9464 (got {value!r})")
+        return value.strip()
+
+    def worker_metrics_address(self) -> str | None:
+        """Where the worker serves its metrics: worker_metrics_listen, else
+        the port after metrics_listen (port 0 stays 0: any free port)."""
+        if self.worker_metrics_listen or not self.metrics_listen:
+            return self.worker_metrics_listen
+        host, _, port = self.metrics_listen.rpartition(":")
+        return f"{host}:{int(port) + 1 if int(port) else 0}"
 
     @field_validator("llm_base_url")
     @classmethod

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server.extraction.candidates import Extractor
 from server.resources import Resources
 from server.settings import Settings
+
+if TYPE_CHECKING:
+    from server.metrics import MetricsEndpoint, WorkerMetrics
 
 # Our entry in ctx; arq's own keys (redis, job_id, job_try, ...) stay as arq sets them.
 _STATE_KEY = "memoryd"
@@ -27,6 +30,9 @@ class WorkerState:
     # The one extractor this worker runs (server.extraction.factory); None in
     # tests of jobs that extract nothing.
     extractor: Extractor | None = None
+    # With settings.worker_metrics_address(): what jobs count, and where it is served.
+    metrics: WorkerMetrics | None = None
+    metrics_endpoint: MetricsEndpoint | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,12 @@ def take_state(ctx: MutableMapping[str, Any]) -> WorkerState | None:
     """Remove and return the state, or None if on_startup never set it (it failed)."""
     state = ctx.pop(_STATE_KEY, None)
     return state if isinstance(state, WorkerState) else None
+
+
+def worker_metrics(ctx: Mapping[str, Any]) -> WorkerMetrics | None:
+    """The worker's metrics, or None when it keeps none (or before on_startup)."""
+    state = ctx.get(_STATE_KEY)
+    return state.metrics if isinstance(state, WorkerState) else None
 
 
 def job_info(ctx: Mapping[str, Any]) -> JobInfo:

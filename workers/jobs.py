@@ -15,7 +15,7 @@ from server.extraction.sweep import ExtractionSweep
 from server.memories import MemoryService
 from server.sessions import SessionService
 from server.stores.memory_store import MemoryStore
-from workers.context import job_info, worker_state
+from workers.context import job_info, worker_metrics, worker_state
 
 log = logging.getLogger(__name__)
 
@@ -115,13 +115,21 @@ async def extract_memories(
     if state.extractor is None:
         raise RuntimeError("this worker has no extractor (WorkerState.extractor)")
     runner = ExtractionRunner(state.resources, state.extractor)
+    metrics = worker_metrics(ctx)
     try:
         outcomes = await runner.run(
             user_id=user_id, session_id=session_id, job_id=job_id, trigger=Trigger(trigger)
         )
     except RetryLater as exc:
         log.info("extraction %s: %s; retrying in %.0fs", job_info(ctx).job_id, exc, exc.delay_s)
+        if metrics is not None:
+            metrics.extraction_jobs.labels("retried").inc()
         raise Retry(defer=exc.delay_s) from exc
+    if metrics is not None:
+        for outcome in outcomes:
+            metrics.extraction_jobs.labels(outcome.state.name.lower()).inc()
+            for op in ("created", "updated", "deleted", "noop"):
+                metrics.extraction_decisions.labels(op).inc(getattr(outcome.counts, op))
     return len(outcomes)
 
 

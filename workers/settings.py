@@ -24,6 +24,7 @@ from server.resources import Resources
 from server.settings import Settings
 from workers import jobs
 from workers.context import WorkerState, install_state, take_state
+from workers.instrument import instrumented, start_worker_metrics
 
 __all__ = ["HEALTH_CHECK_KEY", "QUEUE_NAME", "run", "worker_settings"]
 
@@ -62,14 +63,29 @@ def worker_settings(
         resources = await Resources.open(settings)
         try:
             extractor = await asyncio.to_thread(make_extractor, settings, resources.embedder)
+            address = settings.worker_metrics_address()
+            metrics, endpoint = (
+                start_worker_metrics(address, resources) if address else (None, None)
+            )
         except BaseException:
             await resources.close()
             raise
-        install_state(ctx, WorkerState(settings=settings, resources=resources, extractor=extractor))
+        install_state(
+            ctx,
+            WorkerState(
+                settings=settings,
+                resources=resources,
+                extractor=extractor,
+                metrics=metrics,
+                metrics_endpoint=endpoint,
+            ),
+        )
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         state = take_state(ctx)
         if state is not None:
+            if state.metrics_endpoint is not None:
+                await asyncio.to_thread(state.metrics_endpoint.stop)
             if state.extractor is not None:
                 await state.extractor.aclose()
             await state.resources.close()
@@ -78,10 +94,15 @@ def worker_settings(
         "functions": [
             # keep_result=0: the job id (embed:<first id>) can be enqueued again at
             # once, e.g. when that memory's content changes.
-            func(jobs.embed_memories, name=EMBED_MEMORIES, keep_result=0, timeout=EMBED_TIMEOUT),
+            func(
+                instrumented(jobs.embed_memories, name=EMBED_MEMORIES),
+                name=EMBED_MEMORIES,
+                keep_result=0,
+                timeout=EMBED_TIMEOUT,
+            ),
             # keep_result=0: a session's job id is free again the moment its run ends.
             func(
-                jobs.extract_memories,
+                instrumented(jobs.extract_memories, name=EXTRACT_MEMORIES),
                 name=EXTRACT_MEMORIES,
                 keep_result=0,
                 timeout=run_timeout(settings),
@@ -90,17 +111,27 @@ def worker_settings(
         ],
         "cron_jobs": [
             # unique: with several workers, each run happens once.
-            cron(jobs.purge_idle_sessions, minute=0, unique=True, timeout=PURGE_TIMEOUT),
             cron(
-                jobs.sweep_unembedded,
+                instrumented(jobs.purge_idle_sessions),
+                minute=0,
+                unique=True,
+                timeout=PURGE_TIMEOUT,
+            ),
+            cron(
+                instrumented(jobs.sweep_unembedded),
                 second=SWEEP_SECONDS,
                 unique=True,
                 timeout=EMBED_TIMEOUT,
                 run_at_startup=True,
             ),
-            cron(jobs.purge_expired_memories, second=0, unique=True, timeout=PURGE_TIMEOUT),
             cron(
-                jobs.extract_idle_sessions,
+                instrumented(jobs.purge_expired_memories),
+                second=0,
+                unique=True,
+                timeout=PURGE_TIMEOUT,
+            ),
+            cron(
+                instrumented(jobs.extract_idle_sessions),
                 second=EXTRACT_SWEEP_SECONDS,
                 unique=True,
                 timeout=PURGE_TIMEOUT,

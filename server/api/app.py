@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from memoryd.v1 import memory_service_pb2, session_service_pb2
 from memoryd.v1 import memory_service_pb2_grpc as memory_grpc
 from memoryd.v1 import session_service_pb2_grpc as session_grpc
+from server import tracing
 from server.api.auth import TokenAuth
 from server.api.health import StoreHealth
 from server.api.interceptor import CallGuard, RequestInterceptor, StreamGuard
@@ -24,6 +25,7 @@ from server.api.memory_servicer import MemoryServicer
 from server.api.session_servicer import SessionServicer
 from server.extraction.service import ExtractionService
 from server.memories import MemoryService
+from server.metrics import MetricsEndpoint, ServerMetrics
 from server.resources import Resources
 from server.search import MemorySearch
 from server.sessions import SessionService
@@ -46,6 +48,9 @@ class RunningServer:
     # The plaintext health-only server on settings.health_listen, if any.
     health_server: grpc.aio.Server | None = None
     health_address: str | None = None
+    # With settings.metrics_listen: the counters, and where they are served.
+    metrics: ServerMetrics | None = None
+    metrics_endpoint: MetricsEndpoint | None = None
 
     async def stop(self, grace: float) -> None:
         """Drain: report NOT_SERVING, refuse new calls, let in-flight calls finish."""
@@ -56,6 +61,8 @@ class RunningServer:
         self._health_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._health_task
+        if self.metrics_endpoint is not None:
+            await asyncio.to_thread(self.metrics_endpoint.stop)
 
 
 def _bind_address(listen: str, port: int) -> str:
@@ -79,11 +86,21 @@ async def start_server(
     if auth is not None:
         guards.append(auth)
         stream_guards.append(auth.check_stream)
-    server = grpc.aio.server(
-        interceptors=[*interceptors, RequestInterceptor(guards, stream_guards)]
+    metrics = ServerMetrics(resources.postgres) if settings.metrics_listen else None
+    request_interceptor = RequestInterceptor(
+        guards,
+        stream_guards,
+        metrics=None if metrics is None else metrics.rpc,
+        tracing=tracing.active(),
     )
+    server = grpc.aio.server(interceptors=[*interceptors, request_interceptor])
     session_grpc.add_SessionServiceServicer_to_server(
-        SessionServicer(SessionService(resources)), server
+        SessionServicer(
+            SessionService(
+                resources, window_reads=None if metrics is None else metrics.session_window
+            )
+        ),
+        server,
     )
     memories = MemoryService(resources)
     memory_grpc.add_MemoryServiceServicer_to_server(
@@ -109,6 +126,9 @@ async def start_server(
         health_pb2_grpc.add_HealthServicer_to_server(health.servicer, health_server)
         health_port = health_server.add_insecure_port(settings.health_listen)
         health_address = _bind_address(settings.health_listen, health_port)
+    endpoint = None
+    if metrics is not None and settings.metrics_listen:
+        endpoint = MetricsEndpoint.start(settings.metrics_listen, metrics.registry)
     await health.mark_starting()
     await server.start()
     if health_server is not None:
@@ -130,6 +150,8 @@ async def start_server(
         _health_task=task,
         health_server=health_server,
         health_address=health_address,
+        metrics=metrics,
+        metrics_endpoint=endpoint,
     )
 
 

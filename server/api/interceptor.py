@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextvars
+import asyncio
 import inspect
 import logging
 import time
@@ -14,11 +14,17 @@ import grpc
 from grpc.aio import ServicerContext
 
 from server.api.status import failure_for
+from server.request_context import request_id_var
+
+if TYPE_CHECKING:
+    from server.metrics import RpcMetrics
+    from server.tracing import Tracing
+
+__all__ = ["REQUEST_ID_HEADER", "CallGuard", "RequestInterceptor", "request_id_var"]
 
 log = logging.getLogger("memoryd.rpc")
 
 REQUEST_ID_HEADER = "x-request-id"
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 # Probes call these every few seconds: log them only at DEBUG.
 _QUIET_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
@@ -93,13 +99,22 @@ class RequestInterceptor(_Interceptor):
     per call with method, status, duration and request id. `guards` run in
     order before the servicer; what they raise is mapped and logged like any
     servicer error. `stream_guards` run before streaming handlers, which are
-    otherwise passed through as they are."""
+    otherwise passed through as they are. With `metrics`, each unary call is
+    counted by method and status and timed; with `tracing`, each is a span
+    (server.tracing)."""
 
     def __init__(
-        self, guards: Sequence[CallGuard] = (), stream_guards: Sequence[StreamGuard] = ()
+        self,
+        guards: Sequence[CallGuard] = (),
+        stream_guards: Sequence[StreamGuard] = (),
+        *,
+        metrics: RpcMetrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._guards = tuple(guards)
         self._stream_guards = tuple(stream_guards)
+        self._metrics = metrics
+        self._tracing = tracing
         # One wrapped handler per method, built on its first call.
         self._wrapped: dict[str, Handler] = {}
 
@@ -191,16 +206,24 @@ class RequestInterceptor(_Interceptor):
         # grpc.aio hands coroutine functions here; the stubs predate aio.
         behavior = cast(Behavior, handler.unary_unary)
         guards = self._guards
+        # Bound here, once per method: a call then costs an observe and an inc.
+        metrics = None if self._metrics is None else self._metrics.for_method(method)
+        tracing = self._tracing
 
         async def unary_unary(request: Any, context: ServicerContext[Any, Any]) -> Any:
             request_id = _request_id(context)
             request_id_var.set(request_id)
+            span = None if tracing is None else tracing.start_rpc(method, request_id, context)
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
                 for guard in guards:
                     guard(method, request, context)
                 return await behavior(request, context)
+            except asyncio.CancelledError:
+                # The caller went away (cancelled, or its deadline passed).
+                code = grpc.StatusCode.CANCELLED
+                raise
             except Exception as exc:
                 if isinstance(exc, grpc.aio.AbortError):
                     raise  # already a status, set by grpc itself
@@ -217,14 +240,22 @@ class RequestInterceptor(_Interceptor):
                     ),
                 )
             finally:
+                elapsed = time.perf_counter() - started
+                if metrics is not None:
+                    metrics.record(code, elapsed)
+                if span is not None:
+                    span.finish(code)
                 if log.isEnabledFor(level):
+                    duration_ms = round(elapsed * 1000, 3)
                     log.log(
                         level,
                         "%s %s %.1fms [request_id=%s]",
                         method,
                         code.name,
-                        (time.perf_counter() - started) * 1000,
+                        duration_ms,
                         request_id,
+                        # The fields of the JSON log line (server.logs).
+                        extra={"method": method, "status": code.name, "duration_ms": duration_ms},
                     )
 
         return grpc.unary_unary_rpc_method_handler(

@@ -406,6 +406,18 @@ class MemoryStore:
         return int(row[0]) if row else 0
 
 
+async def pending_embeddings(conn: Connection) -> tuple[int, datetime | None]:
+    """How many live rows wait for a vector, and since when the oldest waits
+    (its last write). Counts rows without any vector, through the partial
+    index memories_unembedded; rows holding another model's vector after a
+    model change are re-embedded by the sweep but not counted here."""
+    cursor = await conn.execute(
+        f"SELECT count(*), min(update_time) FROM memories WHERE embedding IS NULL AND {LIVE}"
+    )
+    row = await cursor.fetchone()
+    return (int(row[0]), row[1]) if row else (0, None)
+
+
 def vector_literal(vector: Sequence[float]) -> str:
     return "[" + ",".join(f"{x:.7g}" for x in vector) + "]"
 

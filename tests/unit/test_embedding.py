@@ -98,7 +98,13 @@ async def test_embedding_jobs_have_deterministic_ids_on_our_queue() -> None:
     assert arq.jobs == [
         (
             "embed_memories",
-            {"memory_ids": ["a", "b"], "_job_id": "embed:a", "_queue_name": QUEUE_NAME},
+            {
+                "memory_ids": ["a", "b"],
+                # No call in progress: no request id to carry to the worker.
+                "telemetry": {},
+                "_job_id": "embed:a",
+                "_queue_name": QUEUE_NAME,
+            },
         )
     ]
 

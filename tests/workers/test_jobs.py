@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -74,7 +75,8 @@ def test_worker_settings_use_our_queue_and_unique_crons() -> None:
     assert config["queue_name"] == QUEUE_NAME
     assert config["redis_settings"].port == 6390
     assert config["redis_settings"].database == 2
-    crons = {job.coroutine: job for job in config["cron_jobs"]}
+    # Each job runs inside workers.instrument's wrapper.
+    crons = {inspect.unwrap(job.coroutine): job for job in config["cron_jobs"]}
     assert all(job.unique for job in crons.values())
     assert crons[jobs.purge_idle_sessions].minute == 0
     assert crons[jobs.sweep_unembedded].second == set(range(0, 60, 10))
@@ -84,10 +86,11 @@ def test_worker_settings_use_our_queue_and_unique_crons() -> None:
 def test_the_embed_job_is_registered_under_the_name_the_server_enqueues() -> None:
     config = worker_settings(Settings(redis_url="redis://127.0.0.1:6390/2"))
     embed, extract = config["functions"]
-    assert embed.name == EMBED_MEMORIES and embed.coroutine is jobs.embed_memories
+    assert embed.name == EMBED_MEMORIES and inspect.unwrap(embed.coroutine) is jobs.embed_memories
     # Its id can be reused as soon as it finishes (a memory's content changed).
     assert embed.keep_result_s == 0
-    assert extract.name == EXTRACT_MEMORIES and extract.coroutine is jobs.extract_memories
+    assert extract.name == EXTRACT_MEMORIES
+    assert inspect.unwrap(extract.coroutine) is jobs.extract_memories
     # A session's job id is free again as soon as its run ends (the next trigger).
     assert extract.keep_result_s == 0
     # arq retries a killed run beyond the extractor's own tries.

@@ -93,3 +93,12 @@ checksum/secret: {{ include (print $.Template.BasePath "/secret.yaml") . | sha25
   emptyDir:
     sizeLimit: {{ .Values.embeddingCache.sizeLimit }}
 {{- end }}
+
+{{/* Annotations for annotation-based Prometheus scraping (metrics.enabled). */}}
+{{- define "memoryd.metricsAnnotations" -}}
+{{- if .Values.metrics.enabled -}}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .Values.metrics.port | quote }}
+prometheus.io/path: /metrics
+{{- end }}
+{{- end }}
