@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 import psycopg
 from pydantic import ValidationError
@@ -42,13 +43,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings()
         _configure_logging(settings, args.command)
-        return command(settings)
+        code = command(settings)
     except ValidationError as exc:
         print(f"memoryd: invalid MEMORYD_* setting:\n{exc}", file=sys.stderr)
         return 2
     except CliError as exc:
         print(f"memoryd {args.command}: {exc}", file=sys.stderr)
         return 2
+    if args.command in ("serve", "worker"):
+        _exit_skipping_teardown(code)
+    return code
+
+
+def _exit_skipping_teardown(code: int) -> NoReturn:
+    """Exit without the interpreter's teardown.
+
+    By now serve has finished its calls and worker its jobs, and both have
+    closed their stores: nothing is left to save. Finalizing torch, ONNX
+    Runtime and gRPC is all that remains, and on a busy 2-core machine it took
+    longer than `up`'s grace period, which then killed them and exited 1.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -20,7 +20,14 @@ if TYPE_CHECKING:
     from server.metrics import RpcMetrics
     from server.tracing import Tracing
 
-__all__ = ["REQUEST_ID_HEADER", "CallGuard", "RequestInterceptor", "request_id_var"]
+__all__ = [
+    "REQUEST_ID_HEADER",
+    "CallGuard",
+    "RequestInterceptor",
+    "StreamGuard",
+    "encoded_response",
+    "request_id_var",
+]
 
 log = logging.getLogger("memoryd.rpc")
 
