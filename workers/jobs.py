@@ -9,6 +9,7 @@ from typing import Any
 
 from arq.worker import Retry
 
+from server.api.status import STORE_DOWN_ERRORS
 from server.extraction.models import Trigger
 from server.extraction.runner import ExtractionRunner, RetryLater, run_timeout
 from server.extraction.sweep import ExtractionSweep
@@ -122,6 +123,16 @@ async def extract_memories(
     except RetryLater as exc:
         log.info("extraction %s: %s; retrying in %.0fs", job_info(ctx).job_id, exc, exc.delay_s)
         raise Retry(defer=exc.delay_s) from exc
+    except STORE_DOWN_ERRORS as exc:
+        # Postgres (or Redis) is down: nothing was committed. Without a retry
+        # arq would drop the job, and a job row left RUNNING would wait for
+        # the sweep's running grace (most of an hour).
+        info = job_info(ctx)
+        delay = state.settings.extract_retry_delay.total_seconds() * info.job_try
+        log.warning(
+            "extraction %s: a store is unavailable (%s); retrying in %.0fs", info.job_id, exc, delay
+        )
+        raise Retry(defer=delay) from exc
     return len(outcomes)
 
 
