@@ -191,7 +191,7 @@ async def _drive(config: Config, workload: Workload, calls: Calls, started: floa
             task.add_done_callback(in_flight.discard)
         if now - last_report >= config.progress_every_s:
             last_report = now
-            _report_progress(now - started, calls)
+            _report_progress(now - started, calls, len(in_flight))
         await asyncio.sleep(max(0.0, min(due, stop) - time.monotonic()))
     if in_flight:
         await asyncio.wait(in_flight)
@@ -200,10 +200,11 @@ async def _drive(config: Config, workload: Workload, calls: Calls, started: floa
 _PROGRESS_RSS: list[RssSeries] = []
 
 
-def _report_progress(elapsed_s: float, calls: Calls) -> None:
+def _report_progress(elapsed_s: float, calls: Calls, in_flight: int) -> None:
     rss = ", ".join(f"{s.name} {s.last():.0f} MiB" for s in _PROGRESS_RSS)
     progress(
-        f"{elapsed_s:5.0f}s: {calls.total} calls ({calls.total / elapsed_s:.0f}/s), "
+        f"{elapsed_s:5.0f}s: {calls.total} calls done ({calls.total / elapsed_s:.0f}/s), "
+        f"{in_flight} in flight, "
         f"{sum(calls.errors.values())} errors, {calls.skipped} skipped; RSS {rss}"
     )
 
