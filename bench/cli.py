@@ -3,6 +3,7 @@
     memoryd-bench recall --dataset FILE.jsonl --target HOST:PORT   evidence recall@k
     memoryd-bench search [--quick]                                 search latency, ANN recall
     memoryd-bench sessions [--quick]                               session memory latency
+    memoryd-bench soak [--duration 600 --rate 100]                  soak: errors, RSS, acked writes
     memoryd-bench llm-extract [--dataset FILE.jsonl]               LLM extractor messages/s
 
 Each subcommand is its module's main(); the options after the subcommand are
@@ -21,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "recall": ("bench.recall", "evidence recall@k of SearchMemories on a JSONL dataset"),
     "search": ("bench.search", "SearchMemories latency, embedding rate, ANN recall (own stack)"),
     "sessions": ("bench.sessions", "AppendMessages/GetHistory latency (own stack)"),
+    "soak": ("bench.soak", "mixed traffic for minutes: latency, errors, RSS, acked writes"),
     "llm-extract": ("bench.llm_extract", "LLM extractor throughput (MEMORYD_LLM_* endpoint)"),
 }
 

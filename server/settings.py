@@ -144,6 +144,13 @@ class Settings(BaseSettings):
     extract_neighbors: int = Field(default=5, ge=1)
     # Finished jobs (GetJob) are kept this long.
     extract_job_retention: timedelta = timedelta(days=7)
+    # A job stored QUEUED but untouched this long lost its arq job (Redis was
+    # down or restarted empty when it was enqueued): the sweep queues it again.
+    extract_requeue_after: timedelta = Field(default=timedelta(minutes=1), gt=timedelta(0))
+
+    # Workers. A running job holds a lease that its worker renews; when the
+    # worker dies (kill -9, OOM), another starts the job again once it lapses.
+    job_lease: timedelta = Field(default=timedelta(seconds=30), ge=timedelta(seconds=1))
 
     # The LLM extractor (server/extraction/llm.py): any OpenAI-compatible chat
     # endpoint, e.g. http://127.0.0.1:8080/v1 (llama.cpp), http://127.0.0.1:11434/v1

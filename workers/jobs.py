@@ -9,6 +9,7 @@ from typing import Any
 
 from arq.worker import Retry
 
+from server.api.status import STORE_DOWN_ERRORS
 from server.extraction.models import Trigger
 from server.extraction.runner import ExtractionRunner, RetryLater, run_timeout
 from server.extraction.sweep import ExtractionSweep
@@ -125,6 +126,18 @@ async def extract_memories(
         if metrics is not None:
             metrics.extraction_jobs.labels("retried").inc()
         raise Retry(defer=exc.delay_s) from exc
+    except STORE_DOWN_ERRORS as exc:
+        # Postgres (or Redis) is down: nothing was committed. Without a retry
+        # arq would drop the job, and a job row left RUNNING would wait for
+        # the sweep's running grace (most of an hour).
+        info = job_info(ctx)
+        delay = state.settings.extract_retry_delay.total_seconds() * info.job_try
+        log.warning(
+            "extraction %s: a store is unavailable (%s); retrying in %.0fs", info.job_id, exc, delay
+        )
+        if metrics is not None:
+            metrics.extraction_jobs.labels("retried").inc()
+        raise Retry(defer=delay) from exc
     if metrics is not None:
         for outcome in outcomes:
             metrics.extraction_jobs.labels(outcome.state.name.lower()).inc()

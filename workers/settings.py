@@ -13,7 +13,7 @@ from typing import Any
 
 from arq.connections import RedisSettings
 from arq.cron import cron
-from arq.worker import Worker, func
+from arq.worker import func
 
 from server.embedding import Embedder
 from server.extraction.candidates import Extractor
@@ -25,6 +25,8 @@ from server.settings import Settings
 from workers import jobs
 from workers.context import WorkerState, install_state, take_state
 from workers.instrument import instrumented, start_worker_metrics
+from workers.lease import JobLeases
+from workers.worker import MemorydWorker
 
 __all__ = ["HEALTH_CHECK_KEY", "QUEUE_NAME", "run", "worker_settings"]
 
@@ -90,6 +92,8 @@ def worker_settings(
                 await state.extractor.aclose()
             await state.resources.close()
 
+    leases = JobLeases(settings.job_lease)
+
     return {
         "functions": [
             # keep_result=0: the job id (embed:<first id>) can be enqueued again at
@@ -143,6 +147,9 @@ def worker_settings(
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
+        # A running job's lease (workers.lease): retried soon after its worker dies.
+        "on_job_start": leases.on_job_start,
+        "on_job_end": leases.on_job_end,
         "job_timeout": JOB_TIMEOUT,
         # arq's own SIGINT/SIGTERM handlers cancel running jobs and stop at once;
         # jobs are idempotent, so a cancelled one is simply retried or rerun.
@@ -158,7 +165,7 @@ def run(settings: Settings) -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        Worker(**worker_settings(settings)).run()
+        MemorydWorker(job_lease=settings.job_lease, **worker_settings(settings)).run()
     finally:
         asyncio.set_event_loop(None)
         loop.close()

@@ -19,9 +19,6 @@ log = logging.getLogger(__name__)
 
 # Sessions and jobs handled per pass; the next pass takes the rest.
 BATCH = 500
-# A queued job untouched this long lost its enqueue: workers start queued
-# jobs within seconds.
-QUEUED_GRACE = timedelta(minutes=1)
 
 
 class ExtractionSweep:
@@ -43,7 +40,9 @@ class ExtractionSweep:
                 )
             stalled = await extraction_store.stalled_jobs(
                 conn,
-                queued_before=now - QUEUED_GRACE,
+                # Workers start queued jobs within seconds: one untouched
+                # for longer lost its enqueue.
+                queued_before=now - self._settings.extract_requeue_after,
                 running_before=now - self._running_grace,
                 limit=BATCH,
             )
