@@ -6,7 +6,7 @@ The server hands it to servicers; the worker's on_startup hands it to jobs.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from arq.connections import ArqRedis
 from psycopg import AsyncConnection
@@ -17,10 +17,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from server.crypto import Cipher
 from server.embedding import Embedder
 from server.errors import FailedPrecondition, StoreUnavailable
 from server.job_queue import QUEUE_NAME
 from server.settings import Settings
+from server.stores import key_store
 from server.stores.migrations import pending_migrations
 from server.stores.redis_mux import MultiplexedRedis
 from server.stores.search_store import HNSW_SESSION_OPTIONS
@@ -38,6 +40,8 @@ class Resources:
     tokens: TokenCounter
     embedder: Embedder
     arq: ArqRedis
+    # Seals contents at rest; disabled (plaintext) without MEMORYD_ENCRYPTION_KEY.
+    cipher: Cipher = field(default_factory=Cipher.disabled)
 
     @classmethod
     async def open(cls, settings: Settings) -> Resources:
@@ -92,16 +96,20 @@ class Resources:
             tokens=TokenCounter(settings.tokenizer),
             embedder=embedder,
             arq=arq,
+            cipher=Cipher(settings.encryption_keys()),
         )
 
     async def check_ready(self) -> None:
         """Raise StoreUnavailable unless Postgres and Redis answer and the
-        schema is current."""
+        schema is current; FailedPrecondition when the encryption keys do not
+        match the data."""
         timeout = self.settings.store_timeout.total_seconds()
         async with asyncio.timeout(timeout):
             await self.redis.ping()
             async with self.postgres.connection() as conn:
                 pending = await pending_migrations(conn)
+                if not pending:
+                    await key_store.check(conn, self.cipher)
         if pending:
             raise StoreUnavailable(
                 f"migrations {', '.join(pending)} are not applied; run `memoryd migrate`"

@@ -51,7 +51,7 @@ async def embed_memories(ctx: dict[str, Any], *, memory_ids: list[str] | None = 
     """
     state = worker_state(ctx)
     embedder = state.resources.embedder
-    store = MemoryStore(embedding_model=embedder.model_name)
+    store = MemoryStore(embedding_model=embedder.model_name, cipher=state.resources.cipher)
     batch_size = state.settings.embedding_batch_size
 
     async def drain() -> int:
