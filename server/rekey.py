@@ -171,7 +171,7 @@ class Rekeyer:
         keys = ", ".join(table.key)
         select = (
             f"SELECT {keys}, {', '.join(table.columns)} FROM {table.name}"
-            f" WHERE {table.stale} {{after}} ORDER BY {keys} LIMIT %(limit)s FOR UPDATE"
+            f" WHERE {table.stale} AFTER_KEY ORDER BY {keys} LIMIT %(limit)s FOR UPDATE"
         )
         where_key = " AND ".join(f"{column} = %(k_{column})s" for column in table.key)
         update = f"UPDATE {table.name} SET {table.assignments} WHERE {where_key}"
@@ -184,7 +184,7 @@ class Rekeyer:
                 condition = f"AND ({keys}) > ({placeholders})"
                 params.update({f"a_{c}": v for c, v in zip(table.key, after, strict=True)})
             async with conn.transaction():
-                cursor = await conn.execute(select.format(after=condition), params)
+                cursor = await conn.execute(select.replace("AFTER_KEY", condition), params)
                 rows = await cursor.fetchall()
                 if not rows:
                     break

@@ -29,7 +29,9 @@ async def forget_all_but(conn: Connection, *, key_id: int) -> list[int]:
 async def check(conn: Connection, cipher: Cipher) -> None:
     """Register the sealing key; FailedPrecondition when data was sealed with a
     key the cipher lacks (or the cipher is disabled and any data is sealed)."""
-    if cipher.key_id is not None:
-        await register(conn, key_id=cipher.key_id)
-    for key_id in await registered(conn):
+    known = await registered(conn)
+    for key_id in known:
         cipher.key(key_id)  # raises, naming the key, when it is not configured
+    # Only once the keys match the data: a wrong key is never recorded.
+    if cipher.key_id is not None and cipher.key_id not in known:
+        await register(conn, key_id=cipher.key_id)

@@ -104,7 +104,8 @@ def _keyword_sql(plan: SearchPlan, params: dict[str, Any], cipher: Cipher) -> st
     here (server/blind_index.py): Postgres never sees the words.
     """
     if cipher.enabled:
-        query = "%(terms)s::tsquery"
+        # tsquery's input reads the hashes as they are (no parser, no stemming).
+        query = "(SELECT %(terms)s::tsquery)"
         params["terms"] = blind_index.tsquery(cipher.keys, plan.user_id, plan.text)
     else:
         # 'simple': the lexemes plainto_tsquery returns are already
@@ -120,7 +121,7 @@ def _keyword_sql(plan: SearchPlan, params: dict[str, Any], cipher: Cipher) -> st
     return f"""
         matching AS (
             SELECT id, ts_rank_cd(content_tsv, query, 32) AS score, create_time
-            FROM memories, {query} AS query
+            FROM memories, {query} AS q(query)
             WHERE {where}
             ORDER BY score DESC, id LIMIT %(candidates)s),
         keyword AS (
