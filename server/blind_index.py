@@ -43,8 +43,9 @@ _STOP_WORDS_TEXT = """
 STOP_WORDS = frozenset(_STOP_WORDS_TEXT.split())
 
 # Letters and digits; anything else separates words (as Postgres' parser does
-# for plain words, and does for "don't": "don", "t").
-_WORD = re.compile(r"[^\W_]+")
+# for plain words, and does for "don't": "don", "t"). A hyphenated word is
+# taken whole and then in parts, each at its own position, as Postgres does.
+_WORD = re.compile(r"[^\W_]+(?:-[^\W_]+)*")
 # tsvector positions stop at 16383; Postgres clamps them the same way.
 _MAX_POSITION = 16383
 _HASH_BYTES = 8  # 64 bits: no collisions among one user's words
@@ -60,11 +61,14 @@ def _stem(word: str) -> str:
 def terms(text: str) -> dict[str, list[int]]:
     """Stems of the text's words (stop words dropped) with their 1-based positions."""
     found: dict[str, list[int]] = defaultdict(list)
-    for position, match in enumerate(_WORD.finditer(text.lower()), start=1):
-        word = match.group()
-        if word in STOP_WORDS:
-            continue
-        found[_stem(word)].append(min(position, _MAX_POSITION))
+    position = 0
+    for match in _WORD.finditer(text.lower()):
+        token = match.group()
+        words = [token, *token.split("-")] if "-" in token else [token]
+        for word in words:
+            position += 1
+            if word not in STOP_WORDS:
+                found[_stem(word)].append(min(position, _MAX_POSITION))
     return found
 
 

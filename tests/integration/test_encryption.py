@@ -29,6 +29,7 @@ from memoryd.v1 import memory_service_pb2 as pb
 from memoryd.v1 import memory_service_pb2_grpc as memory_grpc
 from memoryd.v1 import session_service_pb2 as spb
 from memoryd.v1 import session_service_pb2_grpc as session_grpc
+from server import blind_index
 from server.embedded import EmbeddedStack
 from server.resources import Resources
 from server.stack_file import StoreUrls
@@ -497,3 +498,27 @@ async def test_a_wrong_or_missing_key_is_a_clear_failed_precondition(
                 grpc.StatusCode.FAILED_PRECONDITION,
             )
             assert says in (error.details() or "")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Works as a nurse at the children's hospital",
+        "She was studying Portuguese and running marathons in 2024!",
+        "Doesn't like flying; prefers trains, generously-priced or not.",
+        "A well-known state-of-the-art café in São Paulo",
+    ],
+)
+async def test_the_blind_index_analyses_words_as_postgres_english_does(
+    resources: Resources, text: str
+) -> None:
+    async with resources.postgres.connection() as conn:
+        cursor = await conn.execute("SELECT to_tsvector('english', %s)::text", (text,))
+        row = await cursor.fetchone()
+    assert row is not None
+    postgres = {}
+    for lexeme in row[0].split(" "):
+        word, _, positions = lexeme.rpartition(":")
+        postgres[word.strip("'")] = [int(p) for p in positions.split(",")]
+    ours = dict(blind_index.terms(text))
+    assert postgres == ours
