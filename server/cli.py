@@ -131,16 +131,24 @@ def _resolve_store_urls(settings: Settings, *, need_redis: bool = True) -> Setti
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     settings = _resolve_store_urls(settings)
     from server.api.app import serve  # imported late: `up` need not load the server
+    from server.errors import FailedPrecondition
 
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except FailedPrecondition as exc:  # the keys do not match the stored data
+        raise CliError(exc.message) from None
     return 0
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     settings = _resolve_store_urls(settings)
+    from server.errors import FailedPrecondition
     from workers.settings import run
 
-    run(settings)
+    try:
+        run(settings)
+    except FailedPrecondition as exc:  # the keys do not match the stored data
+        raise CliError(exc.message) from None
     return 0
 
 

@@ -6,8 +6,10 @@ The server hands it to servicers; the worker's on_startup hands it to jobs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 
+import psycopg
 from arq.connections import ArqRedis
 from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
@@ -16,6 +18,7 @@ from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server.crypto import Cipher
 from server.embedding import Embedder
@@ -27,6 +30,10 @@ from server.stores.migrations import pending_migrations
 from server.stores.redis_mux import MultiplexedRedis
 from server.stores.search_store import HNSW_SESSION_OPTIONS
 from server.tokens import TokenCounter
+
+# How long a starting process checks its keys against the data before it
+# leaves the question to health (the stores may be down).
+_START_CHECK_S = 2.0
 
 
 @dataclass
@@ -114,6 +121,21 @@ class Resources:
             raise StoreUnavailable(
                 f"migrations {', '.join(pending)} are not applied; run `memoryd migrate`"
             )
+
+    async def check_keys_at_start(self) -> None:
+        """FailedPrecondition when the encryption keys cannot read the stored
+        data: a setting that will not heal by waiting, so a process refuses to
+        start. Stores that are down or not migrated yet are left to health."""
+        # Briefly: a process starts while its stores are down, and must not wait on them.
+        with contextlib.suppress(
+            StoreUnavailable,
+            psycopg.OperationalError,
+            RedisConnectionError,
+            RedisTimeoutError,
+            TimeoutError,
+        ):
+            async with asyncio.timeout(_START_CHECK_S):
+                await self.check_ready()
 
     async def close(self) -> None:
         await self.postgres.close()

@@ -61,6 +61,7 @@ def worker_settings(
     async def on_startup(ctx: dict[str, Any]) -> None:
         resources = await Resources.open(settings)
         try:
+            await resources.check_keys_at_start()
             extractor = await asyncio.to_thread(make_extractor, settings, resources.embedder)
         except BaseException:
             await resources.close()

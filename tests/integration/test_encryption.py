@@ -473,6 +473,20 @@ async def test_a_wrong_or_missing_key_is_a_clear_failed_precondition(
         await api.append(user_id, "s", "sealed words")
         memory = await api.create(user_id, "Sealed memory")
 
+    # A server started with another key refuses to start, saying why.
+    assert resources.settings.redis_url is not None
+    code, _, err = await run_cli(
+        {
+            **os.environ,
+            "MEMORYD_POSTGRES_URL": database,
+            "MEMORYD_REDIS_URL": resources.settings.redis_url,
+            "MEMORYD_ENCRYPTION_KEY": new_key(),
+            "MEMORYD_LISTEN": "127.0.0.1:0",
+        },
+        "serve",
+    )
+    assert code == 2 and "does not match the data" in err, err
+
     for setting, says in [
         ({"encryption_key": SecretStr(new_key())}, "does not match the data"),
         ({}, "MEMORYD_ENCRYPTION_KEY is not set"),
