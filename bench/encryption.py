@@ -161,7 +161,7 @@ async def measure(variants: list[Variant], requests: int, rounds: int) -> dict[s
     return results
 
 
-async def run(requests: int, rounds: int) -> dict[str, Any]:
+async def run(requests: int, rounds: int, out: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="memoryd-bench-crypt-") as root:
         stack = EmbeddedStack(Path(root) / "stack")
         urls = stack.start()
@@ -193,13 +193,18 @@ async def run(requests: int, rounds: int) -> dict[str, Any]:
                 for variant in variants:
                     progress(f"preparing {variant.name}")
                     await variant.prepare(rng)
-                return await measure(variants, requests, rounds)
+                results = await measure(variants, requests, rounds)
+                report(results, out)  # before the teardown, whatever it does
+                return results
             finally:
+                progress("stopping")
                 for variant in variants:
                     await variant.channel.close(None)
                 for server in servers:
                     await server.stop(grace=1.0)
+                progress("servers stopped")
                 await plain.close()
+                progress("pools closed")
         finally:
             stack.stop()
 
@@ -226,13 +231,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=10, help="alternations of the variants")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write JSON")
     args = parser.parse_args(argv)
-    results = asyncio.run(run(args.requests, args.rounds))
+    asyncio.run(run(args.requests, args.rounds, args.out))
+    return 0
+
+
+def report(results: dict[str, Any], out: Path) -> None:
     info = machine_info()
     print(machine_header(info))
-    print(render(results))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": info, "results": results}, indent=2) + "\n")
-    return 0
+    print(render(results), flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": info, "results": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -74,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 "--batch", type=int, default=500, help="rows per transaction (default 500)"
             )
+            sub.add_argument(
+                "--background",
+                action="store_true",
+                help="queue it for a worker (its log shows the progress) and return",
+            )
     return parser
 
 
@@ -204,6 +209,28 @@ def _rekey(settings: Settings, args: argparse.Namespace) -> int:
     except psycopg.OperationalError as exc:
         raise CliError(f"Postgres is unreachable: {exc}") from None
     return 0
+
+
+async def _queue_rekey(settings: Settings) -> None:
+    from arq.connections import ArqRedis
+    from redis.asyncio import ConnectionPool
+
+    from server.job_queue import QUEUE_NAME, enqueue_rekey
+
+    arq = ArqRedis(
+        connection_pool=ConnectionPool.from_url(settings.redis_url or ""),
+        default_queue_name=QUEUE_NAME,
+    )
+    try:
+        queued = await enqueue_rekey(arq)
+    finally:
+        await arq.aclose(close_connection_pool=True)
+    print(
+        "rekey queued: a worker runs it (its log shows the progress)"
+        if queued
+        else "a rekey is already queued or running",
+        flush=True,
+    )
 
 
 def _apply_migrations(settings: Settings) -> None:

@@ -30,7 +30,9 @@ from memoryd.v1 import memory_service_pb2_grpc as memory_grpc
 from memoryd.v1 import session_service_pb2 as spb
 from memoryd.v1 import session_service_pb2_grpc as session_grpc
 from server import blind_index
+from server.crypto import Cipher
 from server.embedded import EmbeddedStack
+from server.job_queue import enqueue_rekey
 from server.resources import Resources
 from server.stack_file import StoreUrls
 from server.stores import extraction_store
@@ -536,3 +538,37 @@ async def test_the_blind_index_analyses_words_as_postgres_english_does(
         postgres[word.strip("'")] = [int(p) for p in positions.split(",")]
     ours = dict(blind_index.terms(text))
     assert postgres == ours
+
+
+async def test_rekey_runs_in_the_background_on_a_worker(
+    resources: Resources, database: str, redis_db: Redis, user_id: str
+) -> None:
+    key_a, key_b = new_key(), new_key()
+    async with stack_on(
+        resources, postgres_url=database, redis_db=REDIS_DB, encryption_key=SecretStr(key_a)
+    ) as (channel, _):
+        api = Stubs(channel)
+        await api.append(user_id, "s", "one", "two")
+        await api.create(user_id, "Plays chess on Sundays")
+    async with stack_on(
+        resources,
+        postgres_url=database,
+        redis_db=REDIS_DB,
+        encryption_key=SecretStr(f"{key_b},{key_a}"),
+    ) as (channel, own):
+        assert await enqueue_rekey(own.arq)
+        key_b_id = Cipher([key_b]).key_id
+        async with asyncio.timeout(60):
+            while True:
+                async with await psycopg.AsyncConnection.connect(database) as conn:
+                    cursor = await conn.execute("SELECT key_id FROM encryption_keys")
+                    registered = [row[0] for row in await cursor.fetchall()]
+                if registered == [key_b_id]:  # forgotten once nothing needs A
+                    break
+                await asyncio.sleep(0.1)
+        assert {key_id for _, _, key_id in await _raw_tokens(database)} == {key_b_id}
+        api = Stubs(channel)
+        assert await api.history(user_id, "s") == ["one", "two"]
+        assert await api.search(user_id, "chess", pb.SEARCH_MODE_KEYWORD) == [
+            "Plays chess on Sundays"
+        ]
