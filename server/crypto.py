@@ -18,8 +18,13 @@ Stored formats (unambiguous without any key):
   means the row is plaintext (written before a key was set).
 - jsonb columns: a JSON string "<key id, 16 hex>:<token>"; an object or an
   array is plaintext (memoryd never stores a bare string there otherwise).
-- Redis window entries: b"\\0" + the 8-byte key id + the token; a protobuf
-  encoding never starts with a zero byte (field number 0 does not exist).
+- Redis window entries: b"\\0" + the 8-byte key id + a 12-byte nonce +
+  AES-256-GCM ciphertext and tag, under a key derived from the Fernet key
+  (HKDF). Not Fernet: GetHistory opens every entry it returns, and a Fernet
+  token costs ~40x an AES-GCM open (Python-level base64, HMAC and CBC
+  objects per token vs one call); the window is a cache, rebuilt from
+  Postgres, so its format is free to differ. A protobuf encoding never
+  starts with a zero byte (field number 0 does not exist).
 
 The blind index (server/blind_index.py) uses a second key per Fernet key,
 derived with HKDF, so one secret serves both and rotating a key rotates the
@@ -33,17 +38,22 @@ import binascii
 import hashlib
 import hmac
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from server.errors import FailedPrecondition
 
 _ID_LABEL = b"memoryd key id"
 _INDEX_INFO = b"memoryd blind index v1"
+_WINDOW_INFO = b"memoryd redis window v1"
+_NONCE_BYTES = 12
 SEALED_MARK = b"\0"  # the first byte of a sealed Redis value
 _ID_BYTES = 8
 
@@ -76,19 +86,26 @@ class Key:
     fernet: Fernet
     # The blind index's key: HKDF-SHA256 of the Fernet key (both halves).
     index_key: bytes
+    # The Redis window's AES-256-GCM key, derived the same way.
+    window: AESGCM
+    # The id as stored in Redis entries, and their associated data.
+    id_bytes: bytes
 
     @classmethod
     def from_text(cls, key: str) -> Key:
         raw = base64.urlsafe_b64decode(key.encode("ascii"))
         digest = hmac.new(raw, _ID_LABEL, hashlib.sha256).digest()
-        index_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INDEX_INFO).derive(
-            raw
-        )
         return cls(
             id=int.from_bytes(digest[:_ID_BYTES], "big", signed=True),
             fernet=Fernet(key),
-            index_key=index_key,
+            index_key=_derive(raw, _INDEX_INFO),
+            window=AESGCM(_derive(raw, _WINDOW_INFO)),
+            id_bytes=digest[:_ID_BYTES],
         )
+
+
+def _derive(raw: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(raw)
 
 
 class Cipher:
@@ -177,20 +194,26 @@ class Cipher:
 
     def seal_bytes(self, data: bytes) -> bytes:
         key = self.current
+        # Random nonces: fine for 2^32 entries a key, far more than a key
+        # seals between rotations.
+        nonce = os.urandom(_NONCE_BYTES)
         return b"".join(
-            (
-                SEALED_MARK,
-                (key.id & (2**64 - 1)).to_bytes(_ID_BYTES, "big"),
-                key.fernet.encrypt(data),
-            )
+            (SEALED_MARK, key.id_bytes, nonce, key.window.encrypt(nonce, data, key.id_bytes))
         )
 
     def open_bytes(self, data: bytes) -> bytes:
         """A Redis value: sealed ones are opened, others returned as they are."""
         if data[:1] != SEALED_MARK:
             return data
-        key_id = int.from_bytes(data[1 : 1 + _ID_BYTES], "big", signed=True)
-        return self._decrypt(data[1 + _ID_BYTES :], key_id)
+        id_bytes = data[1 : 1 + _ID_BYTES]
+        key_id = int.from_bytes(id_bytes, "big", signed=True)
+        key = self.key(key_id)
+        start = 1 + _ID_BYTES
+        nonce = data[start : start + _NONCE_BYTES]
+        try:
+            return key.window.decrypt(nonce, data[start + _NONCE_BYTES :], id_bytes)
+        except InvalidTag:
+            raise _mismatch(key_id) from None
 
     # -----------------------------------------------------------------------
 
@@ -199,7 +222,11 @@ class Cipher:
         try:
             return key.fernet.decrypt(token)
         except InvalidToken:
-            raise FailedPrecondition(
-                f"stored data does not decrypt with key {key_id_hex(key_id)}: the key does "
-                "not match the data, or the data is corrupt"
-            ) from None
+            raise _mismatch(key_id) from None
+
+
+def _mismatch(key_id: int) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"stored data does not decrypt with key {key_id_hex(key_id)}: the key does "
+        "not match the data, or the data is corrupt"
+    )

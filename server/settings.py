@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from server.crypto import check_key
+
 
 class Settings(BaseSettings):
     # hide_input_in_errors: a failed check must not print MEMORYD_LLM_API_KEY or a
@@ -172,8 +174,6 @@ class Settings(BaseSettings):
             raise ValueError(f"MEMORYD_ENCRYPTION_KEY_FILE cannot be read: {exc}") from None
         if (self.encryption_key is not None or self.encryption_key_file is not None) and not keys:
             raise ValueError(f"the encryption key setting holds no key. {_KEY_HINT}")
-        from server.crypto import check_key  # the one module that knows the key format
-
         for index, key in enumerate(keys, start=1):
             problem = check_key(key)
             if problem:

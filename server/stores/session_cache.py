@@ -80,8 +80,9 @@ class SessionCache:
             entries = [self._cipher.open_bytes(entry) for entry in entries]
         elif entries and (entries[0][:1] == SEALED_MARK or entries[-1][:1] == SEALED_MARK):
             # Sealed by a process with a key: refused with a clear error rather
-            # than handed on as a garbled message. (The ends suffice: a window
-            # is written by processes sharing one setting.)
+            # than handed on as a garbled message. The ends suffice: a window
+            # holds sealed entries at its start or its end whichever way the
+            # setting changed, and checking all would slow the keyless path.
             raise no_key_error()
         return CachedTail(
             last_seq=int(last_seq),

@@ -130,3 +130,13 @@ def test_blind_index_hashes_are_per_key_and_per_user() -> None:
     assert blind_index.content_hash(key_a, "alice", "x") != blind_index.content_hash(
         key_a, "bob", "x"
     )
+
+
+def test_a_tampered_window_entry_is_refused() -> None:
+    cipher = Cipher([KEY_A])
+    entry = cipher.seal_bytes(b"window entry")
+    tampered = entry[:-1] + bytes([entry[-1] ^ 1])
+    with pytest.raises(FailedPrecondition, match="does not decrypt"):
+        cipher.open_bytes(tampered)
+    with pytest.raises(FailedPrecondition, match="does not match the data"):
+        Cipher([KEY_B]).open_bytes(entry)
