@@ -16,7 +16,7 @@ TS := clients/typescript
 TS_STAMP := $(TS)/node_modules/.installed
 
 .PHONY: help up smoke venv test test-unit lint typecheck format proto proto-check buf-lint bench \
-	bench-sessions bench-search bench-recall bench-peers lock clean test-llm ts-deps ts-proto \
+	bench-sessions bench-search bench-encryption bench-recall bench-peers lock clean test-llm ts-deps ts-proto \
 	ts-proto-check test-ts deploy-check
 
 help:  ## list the targets
@@ -119,6 +119,9 @@ bench-sessions: venv  ## session memory latency vs Health/Check and LRANGE
 
 bench-search: venv  ## ingest, embedding rate, search latency, ANN recall (bench/results/search.json)
 	$(PY) -m bench.cli search
+
+bench-encryption: venv  ## the same calls with and without MEMORYD_ENCRYPTION_KEY (bench/results/encryption.json)
+	$(PY) -m bench.encryption
 
 DATASET ?= bench/data/tiny.jsonl
 TARGET ?= 127.0.0.1:50051
