@@ -16,7 +16,7 @@ TS := clients/typescript
 TS_STAMP := $(TS)/node_modules/.installed
 
 .PHONY: help up smoke venv test test-unit lint typecheck format proto proto-check buf-lint bench \
-	bench-sessions bench-search bench-recall bench-peers soak lock clean test-llm ts-deps ts-proto \
+	bench-sessions bench-search bench-encryption bench-recall bench-peers soak lock clean test-llm ts-deps ts-proto \
 	ts-proto-check test-ts deploy-check
 
 help:  ## list the targets
@@ -123,6 +123,9 @@ bench-search: venv  ## ingest, embedding rate, search latency, ANN recall (bench
 SOAK_ARGS ?=
 soak: venv  ## 10 min of mixed traffic on its own stack: p50/p99/p999, errors, RSS, acked writes (SOAK_ARGS)
 	$(PY) -m bench.soak $(SOAK_ARGS)
+
+bench-encryption: venv  ## the same calls with and without MEMORYD_ENCRYPTION_KEY (bench/results/encryption.json)
+	$(PY) -m bench.encryption
 
 DATASET ?= bench/data/tiny.jsonl
 TARGET ?= 127.0.0.1:50051

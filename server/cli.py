@@ -39,11 +39,11 @@ class CliError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    command: Callable[[Settings], int] = args.run
+    command: Callable[[Settings, argparse.Namespace], int] = args.run
     try:
         settings = Settings()
         _configure_logging(settings, args.command)
-        code = command(settings)
+        code = command(settings, args)
     except ValidationError as exc:
         print(f"memoryd: invalid MEMORYD_* setting:\n{exc}", file=sys.stderr)
         return 2
@@ -80,8 +80,24 @@ def _parser() -> argparse.ArgumentParser:
         ("serve", _serve, "run the gRPC server"),
         ("worker", _worker, "run the background worker (arq)"),
         ("migrate", _migrate, "apply database migrations and exit"),
+        (
+            "rekey",
+            _rekey,
+            "seal every stored content with the first MEMORYD_ENCRYPTION_KEY key "
+            "(after a rotation, or to encrypt data written without a key)",
+        ),
     ]:
-        commands.add_parser(name, help=help_text, description=help_text).set_defaults(run=run)
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(run=run)
+        if name == "rekey":
+            sub.add_argument(
+                "--batch", type=int, default=500, help="rows per transaction (default 500)"
+            )
+            sub.add_argument(
+                "--background",
+                action="store_true",
+                help="queue it for a worker (its log shows the progress) and return",
+            )
     return parser
 
 
@@ -128,34 +144,110 @@ def _resolve_store_urls(settings: Settings, *, need_redis: bool = True) -> Setti
     return settings.model_copy(update=update)
 
 
-def _serve(settings: Settings) -> int:
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
     settings = _resolve_store_urls(settings)
     from server.api.app import serve  # imported late: `up` need not load the server
+    from server.errors import FailedPrecondition
 
     tracing.configure(settings, command="serve")
     try:
         asyncio.run(serve(settings))
+    except FailedPrecondition as exc:  # the keys do not match the stored data
+        raise CliError(exc.message) from None
     finally:
         tracing.uninstall()
     return 0
 
 
-def _worker(settings: Settings) -> int:
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
     settings = _resolve_store_urls(settings)
+    from server.errors import FailedPrecondition
     from workers.settings import run
 
     tracing.configure(settings, command="worker")
     try:
         run(settings)
+    except FailedPrecondition as exc:  # the keys do not match the stored data
+        raise CliError(exc.message) from None
     finally:
         tracing.uninstall()
     return 0
 
 
-def _migrate(settings: Settings) -> int:
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     settings = _resolve_store_urls(settings, need_redis=False)
     _apply_migrations(settings)
     return 0
+
+
+def _rekey(settings: Settings, args: argparse.Namespace) -> int:
+    from server.crypto import Cipher
+    from server.errors import FailedPrecondition
+    from server.rekey import Rekeyer
+    from server.stores.migrations import pending_migrations
+
+    settings = _resolve_store_urls(settings)
+    assert settings.postgres_url is not None  # resolved above
+    if args.batch < 1:
+        raise CliError("--batch must be at least 1")
+    cipher = Cipher(settings.encryption_keys())
+    if not cipher.enabled:
+        raise CliError(
+            "MEMORYD_ENCRYPTION_KEY (or MEMORYD_ENCRYPTION_KEY_FILE) is not set: "
+            "rekey seals data with its first key"
+        )
+
+    async def run() -> None:
+        async with await psycopg.AsyncConnection.connect(settings.postgres_url or "") as conn:
+            pending = await pending_migrations(conn)
+        if pending:
+            raise CliError(
+                f"migrations {', '.join(pending)} are not applied; run `memoryd migrate`"
+            )
+        rekeyer = Rekeyer(
+            postgres_url=settings.postgres_url or "",
+            redis_url=settings.redis_url,
+            cipher=cipher,
+            batch=args.batch,
+            report=lambda line: print(line, flush=True),
+        )
+        result = await rekeyer.run()
+        for table, ids in result.skipped.items():
+            print(
+                f"{table}: {len(ids)} rows left as they were (their content is stored "
+                f"twice for the same user): {', '.join(ids[:10])}",
+                flush=True,
+            )
+
+    try:
+        asyncio.run(run())
+    except FailedPrecondition as exc:
+        raise CliError(exc.message) from None
+    except psycopg.OperationalError as exc:
+        raise CliError(f"Postgres is unreachable: {exc}") from None
+    return 0
+
+
+async def _queue_rekey(settings: Settings) -> None:
+    from arq.connections import ArqRedis
+    from redis.asyncio import ConnectionPool
+
+    from server.job_queue import QUEUE_NAME, enqueue_rekey
+
+    arq = ArqRedis(
+        connection_pool=ConnectionPool.from_url(settings.redis_url or ""),
+        default_queue_name=QUEUE_NAME,
+    )
+    try:
+        queued = await enqueue_rekey(arq)
+    finally:
+        await arq.aclose(close_connection_pool=True)
+    print(
+        "rekey queued: a worker runs it (its log shows the progress)"
+        if queued
+        else "a rekey is already queued or running",
+        flush=True,
+    )
 
 
 def _apply_migrations(settings: Settings) -> None:
@@ -169,7 +261,7 @@ def _apply_migrations(settings: Settings) -> None:
     log.info("migrations: %s", ", ".join(applied) if applied else "schema is up to date")
 
 
-def _up(settings: Settings) -> int:
+def _up(settings: Settings, args: argparse.Namespace) -> int:
     from server.embedded import EmbeddedStack, StackLocked
 
     # First: a Ctrl-C during a slow first start must still stop what was started.

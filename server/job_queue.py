@@ -17,6 +17,7 @@ HEALTH_CHECK_KEY = f"{QUEUE_NAME}:health-check"
 
 EMBED_MEMORIES = "embed_memories"
 EXTRACT_MEMORIES = "extract_memories"
+REKEY_DATA = "rekey_data"
 
 # The job kwarg that carries the enqueuing call's request id and trace context
 # to the worker (workers/instrument.py takes it off before the job runs).
@@ -81,4 +82,11 @@ async def enqueue_extraction(
         _job_id=extraction_job_id(user_id=user_id, session_id=session_id, job_id=job_id),
         _queue_name=QUEUE_NAME,
     )
+    return job is not None
+
+
+async def enqueue_rekey(arq: ArqRedis) -> bool:
+    """Ask a worker to run `memoryd rekey` (server.rekey) in the background.
+    False when one is already queued or running."""
+    job = await arq.enqueue_job(REKEY_DATA, _job_id="rekey", _queue_name=QUEUE_NAME)
     return job is not None

@@ -46,7 +46,9 @@ class MemoryService:
         self._settings = resources.settings
         self._postgres = resources.postgres
         self._arq = resources.arq
-        self.store = MemoryStore(embedding_model=resources.embedder.model_name)
+        self.store = MemoryStore(
+            embedding_model=resources.embedder.model_name, cipher=resources.cipher
+        )
 
     # -- validation ------------------------------------------------------
 

@@ -6,8 +6,10 @@ The server hands it to servicers; the worker's on_startup hands it to jobs.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import contextlib
+from dataclasses import dataclass, field
 
+import psycopg
 from arq.connections import ArqRedis
 from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
@@ -16,15 +18,22 @@ from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from server.crypto import Cipher
 from server.embedding import Embedder
 from server.errors import FailedPrecondition, StoreUnavailable
 from server.job_queue import QUEUE_NAME
 from server.settings import Settings
+from server.stores import key_store
 from server.stores.migrations import pending_migrations
 from server.stores.redis_mux import MultiplexedRedis
 from server.stores.search_store import HNSW_SESSION_OPTIONS
 from server.tokens import TokenCounter
+
+# How long a starting process checks its keys against the data before it
+# leaves the question to health (the stores may be down).
+_START_CHECK_S = 2.0
 
 
 @dataclass
@@ -38,6 +47,8 @@ class Resources:
     tokens: TokenCounter
     embedder: Embedder
     arq: ArqRedis
+    # Seals contents at rest; disabled (plaintext) without MEMORYD_ENCRYPTION_KEY.
+    cipher: Cipher = field(default_factory=Cipher.disabled)
 
     @classmethod
     async def open(cls, settings: Settings) -> Resources:
@@ -92,20 +103,39 @@ class Resources:
             tokens=TokenCounter(settings.tokenizer),
             embedder=embedder,
             arq=arq,
+            cipher=Cipher(settings.encryption_keys()),
         )
 
     async def check_ready(self) -> None:
         """Raise StoreUnavailable unless Postgres and Redis answer and the
-        schema is current."""
+        schema is current; FailedPrecondition when the encryption keys do not
+        match the data."""
         timeout = self.settings.store_timeout.total_seconds()
         async with asyncio.timeout(timeout):
             await self.redis.ping()
             async with self.postgres.connection() as conn:
                 pending = await pending_migrations(conn)
+                if not pending:
+                    await key_store.check(conn, self.cipher)
         if pending:
             raise StoreUnavailable(
                 f"migrations {', '.join(pending)} are not applied; run `memoryd migrate`"
             )
+
+    async def check_keys_at_start(self) -> None:
+        """FailedPrecondition when the encryption keys cannot read the stored
+        data: a setting that will not heal by waiting, so a process refuses to
+        start. Stores that are down or not migrated yet are left to health."""
+        # Briefly: a process starts while its stores are down, and must not wait on them.
+        with contextlib.suppress(
+            StoreUnavailable,
+            psycopg.OperationalError,
+            RedisConnectionError,
+            RedisTimeoutError,
+            TimeoutError,
+        ):
+            async with asyncio.timeout(_START_CHECK_S):
+                await self.check_ready()
 
     async def close(self) -> None:
         await self.postgres.close()

@@ -95,7 +95,7 @@ class MemorySearch:
                 # COMMIT round trips a transaction block would cost.
                 await conn.set_autocommit(True)
                 try:
-                    found = await search_store.search(conn, plan)
+                    found = await search_store.search(conn, plan, cipher=self._store.cipher)
                 finally:
                     if conn.pgconn.transaction_status is TransactionStatus.IDLE:
                         await conn.set_autocommit(False)

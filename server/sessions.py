@@ -84,7 +84,10 @@ class SessionService:
         self._postgres = resources.postgres
         self._tokens = resources.tokens
         self._extraction = AppendTrigger(resources.arq, resources.settings)
-        self._cache = SessionCache(resources.redis_mux, window=self._settings.session_window)
+        self._cipher = resources.cipher
+        self._cache = SessionCache(
+            resources.redis_mux, window=self._settings.session_window, cipher=resources.cipher
+        )
 
     # -- validation ------------------------------------------------------
 
@@ -154,7 +157,7 @@ class SessionService:
                         f"{session_id!r}; nothing was appended"
                     )
             await session_store.insert_messages(
-                conn, user_id=user_id, session_id=session_id, messages=stored
+                conn, user_id=user_id, session_id=session_id, messages=stored, cipher=self._cipher
             )
             # Still inside the transaction: the session row lock orders the
             # Redis pushes, and a Redis failure rolls the append back.
@@ -230,6 +233,7 @@ class SessionService:
                 user_id=user_id,
                 session_id=session_id,
                 limit=self._settings.session_window,
+                cipher=self._cipher,
             )
             encoded = [message_codec.encode(m) for m in reversed(newest)]
             if newest:
@@ -253,6 +257,7 @@ class SessionService:
                 session_id=session_id,
                 before_seq=None,
                 batch=_POSTGRES_BATCH,
+                cipher=self._cipher,
             ):
                 if not selector.offer(message):
                     break

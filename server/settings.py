@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from server.credentials import TokenConfigError, load_grants
+from server.crypto import check_key
 
 
 class Settings(BaseSettings):
@@ -189,6 +190,13 @@ class Settings(BaseSettings):
         host, _, port = self.metrics_listen.rpartition(":")
         return f"{host}:{int(port) + 1 if int(port) else 0}"
 
+    # Encryption at rest (server/crypto.py): one or more Fernet keys, comma
+    # separated; the first encrypts, every one decrypts (rotation: put the new
+    # key first, restart, run `memoryd rekey`). Or a file holding them. Unset:
+    # contents are stored as plaintext.
+    encryption_key: SecretStr | None = None
+    encryption_key_file: Path | None = None
+
     @field_validator("llm_base_url")
     @classmethod
     def _check_llm_base_url(cls, value: str | None) -> str | None:
@@ -266,6 +274,32 @@ class Settings(BaseSettings):
                 ) from None
         return self
 
+    def encryption_keys(self) -> list[str]:
+        """The Fernet keys in order (the first encrypts); empty when unset."""
+        if self.encryption_key is not None:
+            text = self.encryption_key.get_secret_value()
+        elif self.encryption_key_file is not None:
+            text = self.encryption_key_file.read_text()
+        else:
+            return []
+        return [key.strip() for key in text.replace("\n", ",").split(",") if key.strip()]
+
+    @model_validator(mode="after")
+    def _check_encryption(self) -> Self:
+        if self.encryption_key is not None and self.encryption_key_file is not None:
+            raise ValueError("set MEMORYD_ENCRYPTION_KEY or MEMORYD_ENCRYPTION_KEY_FILE, not both")
+        try:
+            keys = self.encryption_keys()
+        except OSError as exc:
+            raise ValueError(f"MEMORYD_ENCRYPTION_KEY_FILE cannot be read: {exc}") from None
+        if (self.encryption_key is not None or self.encryption_key_file is not None) and not keys:
+            raise ValueError(f"the encryption key setting holds no key. {_KEY_HINT}")
+        for index, key in enumerate(keys, start=1):
+            problem = check_key(key)
+            if problem:
+                raise ValueError(f"encryption key {index} of {len(keys)} {problem}. {_KEY_HINT}")
+        return self
+
     @model_validator(mode="after")
     def _check_llm(self) -> Self:
         if self.llm_base_url is None:
@@ -292,6 +326,12 @@ def read_pem(name: str, path: Path) -> bytes:
     if b"-----BEGIN " not in data:
         raise ValueError(f"{name}: {path} is not a PEM file (no -----BEGIN line)")
     return data
+
+
+_KEY_HINT = (
+    "Each key is a Fernet key (32 url-safe base64-encoded bytes); make one with: "
+    "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+)
 
 
 def _user_cache_dir() -> Path:

@@ -14,6 +14,7 @@ from server.extraction.models import Trigger
 from server.extraction.runner import ExtractionRunner, RetryLater, run_timeout
 from server.extraction.sweep import ExtractionSweep
 from server.memories import MemoryService
+from server.rekey import Rekeyer
 from server.sessions import SessionService
 from server.stores.memory_store import MemoryStore
 from workers.context import job_info, worker_metrics, worker_state
@@ -52,7 +53,7 @@ async def embed_memories(ctx: dict[str, Any], *, memory_ids: list[str] | None = 
     """
     state = worker_state(ctx)
     embedder = state.resources.embedder
-    store = MemoryStore(embedding_model=embedder.model_name)
+    store = MemoryStore(embedding_model=embedder.model_name, cipher=state.resources.cipher)
     batch_size = state.settings.embedding_batch_size
 
     async def drain() -> int:
@@ -152,3 +153,19 @@ async def extract_idle_sessions(ctx: dict[str, Any]) -> int:
     state = worker_state(ctx)
     grace = run_timeout(state.settings) + timedelta(minutes=1)
     return await ExtractionSweep(state.resources, running_grace=grace).run()
+
+
+async def rekey_data(ctx: dict[str, Any]) -> int:
+    """`memoryd rekey --background`: seal everything with the first key (see
+    server.rekey; idempotent, so a retry continues where a run stopped)."""
+    state = worker_state(ctx)
+    settings = state.settings
+    assert settings.postgres_url is not None  # a worker always has its stores
+    rekeyer = Rekeyer(
+        postgres_url=settings.postgres_url,
+        redis_url=settings.redis_url,
+        cipher=state.resources.cipher,
+        report=lambda line: log.info("rekey: %s", line),
+    )
+    result = await rekeyer.run()
+    return sum(result.resealed.values())

@@ -19,7 +19,13 @@ from server.embedding import Embedder
 from server.extraction.candidates import Extractor
 from server.extraction.factory import build_extractor
 from server.extraction.runner import run_timeout
-from server.job_queue import EMBED_MEMORIES, EXTRACT_MEMORIES, HEALTH_CHECK_KEY, QUEUE_NAME
+from server.job_queue import (
+    EMBED_MEMORIES,
+    EXTRACT_MEMORIES,
+    HEALTH_CHECK_KEY,
+    QUEUE_NAME,
+    REKEY_DATA,
+)
 from server.resources import Resources
 from server.settings import Settings
 from workers import jobs
@@ -33,6 +39,8 @@ __all__ = ["HEALTH_CHECK_KEY", "QUEUE_NAME", "run", "worker_settings"]
 # Job defaults; a job that needs other limits says so in its func()/cron().
 JOB_TIMEOUT = timedelta(minutes=5)
 PURGE_TIMEOUT = timedelta(minutes=30)
+# A rekey goes through every row; one cut short is continued by its retry.
+REKEY_TIMEOUT = timedelta(hours=6)
 # A sweep finding a backlog (after a model change, every row) runs until it is done;
 # the next sweep, or an embed job, picks up where a timed-out one stopped.
 EMBED_TIMEOUT = timedelta(minutes=30)
@@ -64,6 +72,7 @@ def worker_settings(
     async def on_startup(ctx: dict[str, Any]) -> None:
         resources = await Resources.open(settings)
         try:
+            await resources.check_keys_at_start()
             extractor = await asyncio.to_thread(make_extractor, settings, resources.embedder)
             address = settings.worker_metrics_address()
             metrics, endpoint = (
@@ -112,6 +121,7 @@ def worker_settings(
                 timeout=run_timeout(settings),
                 max_tries=settings.extract_max_tries + _EXTRACT_EXTRA_TRIES,
             ),
+            func(jobs.rekey_data, name=REKEY_DATA, keep_result=0, timeout=REKEY_TIMEOUT),
         ],
         "cron_jobs": [
             # unique: with several workers, each run happens once.

@@ -184,6 +184,7 @@ async def serve(settings: Settings) -> None:
     """Run the server until SIGINT or SIGTERM, then shut down gracefully."""
     resources = await Resources.open(settings)
     try:
+        await resources.check_keys_at_start()
         running = await start_server(settings, resources)
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()

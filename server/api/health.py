@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 
 from server.api.status import STORE_DOWN_ERRORS
-from server.errors import StoreUnavailable
+from server.errors import FailedPrecondition, StoreUnavailable
 from server.resources import Resources
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class StoreHealth:
     async def check_once(self) -> None:
         try:
             await self._resources.check_ready()
-        except StoreUnavailable as exc:
+        except (StoreUnavailable, FailedPrecondition) as exc:
             await self._publish(False, exc.message)
         except STORE_DOWN_ERRORS as exc:
             await self._publish(False, f"{type(exc).__name__}: {exc}")

@@ -329,7 +329,8 @@ class Reconciler:
             exact_max_rows=self._settings.exact_search_max_rows,
         )
         # In semantic mode the score is the cosine similarity.
-        return [Neighbor(memory, score) for memory, score in await search_store.search(conn, plan)]
+        found = await search_store.search(conn, plan, cipher=self._store.cipher)
+        return [Neighbor(memory, score) for memory, score in found]
 
     @staticmethod
     def _draft(target: Target, candidate: Candidate) -> MemoryDraft:

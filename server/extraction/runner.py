@@ -75,6 +75,7 @@ class ExtractionRunner:
         self._settings = resources.settings
         self._postgres = resources.postgres
         self._extractor = extractor
+        self._cipher = resources.cipher
         memories = MemoryService(resources)
         self._reconciler = Reconciler(
             settings=resources.settings, embedder=resources.embedder, memories=memories
@@ -178,6 +179,7 @@ class ExtractionRunner:
                 session_id=job.session_id,
                 after_seq=low,
                 through_seq=high,
+                cipher=self._cipher,
             )
         target = Target(
             user_id=job.user_id,
@@ -200,7 +202,9 @@ class ExtractionRunner:
             )
             if job is None or job.state in (JobState.SUCCEEDED, JobState.FAILED):
                 return None  # done by an earlier attempt
-            raw = await extraction_store.job_messages(conn, user_id=user_id, job_id=job_id)
+            raw = await extraction_store.job_messages(
+                conn, user_id=user_id, job_id=job_id, cipher=self._cipher
+            )
             await extraction_store.start(
                 conn,
                 user_id=user_id,

@@ -30,6 +30,7 @@ class ExtractionService:
         self._settings = resources.settings
         self._postgres = resources.postgres
         self._arq = resources.arq
+        self._cipher = resources.cipher
 
     async def extract(self, *, user_id: str, session_id: str, messages: list[NewMessage]) -> Job:
         """Queue extraction of a session's messages not yet extracted, or of
@@ -60,6 +61,7 @@ class ExtractionService:
                     conn,
                     user_id=user_id,
                     messages=encode_messages(messages, now=datetime.now(UTC)),
+                    cipher=self._cipher,
                 )
         try:
             await enqueue_extraction(

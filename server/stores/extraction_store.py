@@ -13,6 +13,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from server.crypto import Cipher
 from server.extraction.models import Counts, Job, JobState, Trigger
 from server.models import JsonObject
 from server.stores.session_store import Connection
@@ -79,8 +80,12 @@ async def queue_session_job(
     return queued
 
 
-async def queue_messages_job(conn: Connection, *, user_id: str, messages: list[JsonObject]) -> Job:
-    """A QUEUED job that extracts the given messages (stored with it)."""
+async def queue_messages_job(
+    conn: Connection, *, user_id: str, messages: list[JsonObject], cipher: Cipher
+) -> Job:
+    """A QUEUED job that extracts the given messages (stored with it, sealed
+    when encryption is on)."""
+    stored: Any = cipher.seal_json(messages) if cipher.enabled else messages
     job = await _one(
         conn,
         f"""
@@ -88,7 +93,7 @@ async def queue_messages_job(conn: Connection, *, user_id: str, messages: list[J
         VALUES (%(id)s, %(user)s, 1, 'api', %(messages)s, %(count)s)
         RETURNING {_COLUMNS}
         """,
-        {"id": uuid.uuid4(), "user": user_id, "messages": Jsonb(messages), "count": len(messages)},
+        {"id": uuid.uuid4(), "user": user_id, "messages": Jsonb(stored), "count": len(messages)},
     )
     assert job is not None  # INSERT .. RETURNING always yields the row
     return job
@@ -119,12 +124,14 @@ async def next_session_job(conn: Connection, *, user_id: str, session_id: str) -
     )
 
 
-async def job_messages(conn: Connection, *, user_id: str, job_id: str) -> list[JsonObject]:
+async def job_messages(
+    conn: Connection, *, user_id: str, job_id: str, cipher: Cipher
+) -> list[JsonObject]:
     cursor = await conn.execute(
         "SELECT messages FROM extraction_jobs WHERE user_id = %s AND id = %s", (user_id, job_id)
     )
     row = await cursor.fetchone()
-    return list(row[0]) if row and row[0] else []
+    return list(cipher.open_json(row[0])) if row and row[0] else []
 
 
 async def start(

@@ -21,6 +21,8 @@ from psycopg.pq import Format
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
+from server import blind_index
+from server.crypto import Cipher
 from server.memory_models import (
     Memory,
     MemoryDraft,
@@ -36,7 +38,7 @@ Connection = AsyncConnection[TupleRow]
 # change, rows stay searchable by keyword until they are re-embedded.
 _COLUMNS = """id::text, user_id, agent_id, session_id, kind, coalesce(key, ''), content, topics,
     metadata, source_message_ids, create_time, update_time, expire_time,
-    embedding IS NOT NULL AND embedding_model = %(model)s"""
+    embedding IS NOT NULL AND embedding_model = %(model)s, key_id"""
 LIVE = "(expire_time IS NULL OR expire_time > now())"
 
 # Which Memory fields UpdateMemory may change, and their columns.
@@ -57,15 +59,13 @@ UPDATABLE_FIELDS = (
 ROW_COLUMNS = _COLUMNS
 
 
-def memory_from_row(row: Sequence[Any]) -> Memory:
-    return _memory(row)
-
-
-def content_hash(content: str) -> bytes:
-    return hashlib.sha256(content.encode()).digest()
-
-
-def _memory(row: Sequence[Any]) -> Memory:
+def memory_from_row(row: Sequence[Any], cipher: Cipher) -> Memory:
+    """The Memory of a row of ROW_COLUMNS, opened when sealed."""
+    content, metadata = row[6], row[8]
+    if row[14] is not None:  # key_id: the content is sealed
+        content = cipher.open(content, row[14])
+    if isinstance(metadata, str):  # sealed metadata says so itself
+        metadata = cipher.open_json(metadata)
     return Memory(
         id=row[0],
         user_id=row[1],
@@ -73,9 +73,9 @@ def _memory(row: Sequence[Any]) -> Memory:
         session_id=row[3],
         kind=MemoryKind(row[4]),
         key=row[5],
-        content=row[6],
+        content=content,
         topics=list(row[7]),
-        metadata=row[8],
+        metadata=metadata,
         source_message_ids=list(row[9]),
         create_time=row[10],
         update_time=row[11],
@@ -108,9 +108,52 @@ def filter_sql(memory_filter: MemoryFilter, params: dict[str, Any]) -> str:
     return "".join(f" AND {condition}" for condition in conditions)
 
 
+def content_hash(content: str) -> bytes:
+    """The plaintext rows' content hash (no key): sha256 of the content."""
+    return hashlib.sha256(content.encode()).digest()
+
+
 class MemoryStore:
-    def __init__(self, *, embedding_model: str) -> None:
+    def __init__(self, *, embedding_model: str, cipher: Cipher | None = None) -> None:
         self.embedding_model = embedding_model
+        self.cipher = cipher if cipher is not None else Cipher.disabled()
+
+    def _memory(self, row: Sequence[Any]) -> Memory:
+        return memory_from_row(row, self.cipher)
+
+    def content_hashes(self, user_id: str, content: str) -> list[bytes]:
+        """Every hash a stored copy of this content may carry: under each key
+        (rows not yet re-keyed keep an older key's), and the plaintext rows'."""
+        hashes = [blind_index.content_hash(key, user_id, content) for key in self.cipher.keys]
+        hashes.append(content_hash(content))
+        return hashes
+
+    def _content_params(self, user_id: str, content: str) -> dict[str, Any]:
+        """content, hash, full-text terms and key_id of a row holding `content`."""
+        cipher = self.cipher
+        if not cipher.enabled:
+            # Postgres analyses the plaintext itself (_TSV_SQL), as before.
+            return {"content": content, "hash": content_hash(content), "key_id": None}
+        key = cipher.current
+        return {
+            "content": cipher.seal(content),
+            "hash": blind_index.content_hash(key, user_id, content),
+            "tsv": blind_index.tsvector(key, user_id, content),
+            "key_id": key.id,
+        }
+
+    @property
+    def _tsv_sql(self) -> str:
+        """The content_tsv value: Postgres' analysis of the plaintext, as the
+        generated column did before migration 0004, or the blind index."""
+        if self.cipher.enabled:
+            return "%(tsv)s::tsvector"
+        return "to_tsvector('english', %(content)s::text)"
+
+    def _metadata_param(self, metadata: Any) -> Any:
+        if metadata is None:
+            return None
+        return Jsonb(self.cipher.seal_json(metadata) if self.cipher.enabled else metadata)
 
     def _params(self, **params: Any) -> dict[str, Any]:
         return {"model": self.embedding_model, **params}
@@ -120,7 +163,7 @@ class MemoryStore:
             f"SELECT {_COLUMNS} FROM memories WHERE {where}", self._params(**params)
         )
         row = await cursor.fetchone()
-        return None if row is None else _memory(row)
+        return None if row is None else self._memory(row)
 
     async def get(self, conn: Connection, *, user_id: str, memory_id: str) -> Memory | None:
         return await self._one(
@@ -147,7 +190,7 @@ class MemoryStore:
             f" WHERE user_id = %(user)s AND id = ANY(%(ids)s::uuid[]) AND {LIVE}",
             self._params(user=user_id, ids=memory_ids),
         )
-        return [_memory(row) for row in await cursor.fetchall()]
+        return [self._memory(row) for row in await cursor.fetchall()]
 
     async def find_by_request_id(
         self, conn: Connection, *, user_id: str, request_id: str
@@ -164,9 +207,9 @@ class MemoryStore:
     ) -> Memory | None:
         return await self._one(
             conn,
-            f"user_id = %(user)s AND kind = 1 AND content_hash = %(hash)s AND {LIVE}",
+            f"user_id = %(user)s AND kind = 1 AND content_hash = ANY(%(hashes)s) AND {LIVE}",
             user=user_id,
-            hash=content_hash(content),
+            hashes=self.content_hashes(user_id, content),
         )
 
     async def delete_expired_clashes(
@@ -178,20 +221,24 @@ class MemoryStore:
         cursor = await conn.execute(
             f"""
             DELETE FROM memories WHERE user_id = %(user)s AND NOT {LIVE}
-                AND ((kind = 2 AND key = %(key)s) OR (kind = 1 AND content_hash = %(hash)s))
+                AND ((kind = 2 AND key = %(key)s) OR (kind = 1 AND content_hash = ANY(%(hashes)s)))
             RETURNING {_COLUMNS}
             """,
-            self._params(user=user_id, key=draft.key, hash=content_hash(draft.content)),
+            self._params(
+                user=user_id, key=draft.key, hashes=self.content_hashes(user_id, draft.content)
+            ),
         )
-        return [_memory(row) for row in await cursor.fetchall()]
+        return [self._memory(row) for row in await cursor.fetchall()]
 
     async def insert(self, conn: Connection, *, user_id: str, draft: MemoryDraft) -> Memory:
         cursor = await conn.execute(
             f"""
             INSERT INTO memories (id, user_id, agent_id, session_id, kind, key, content,
-                content_hash, topics, metadata, source_message_ids, request_id, expire_time)
+                content_hash, content_tsv, key_id, topics, metadata, source_message_ids,
+                request_id, expire_time)
             VALUES (%(id)s, %(user)s, %(agent)s, %(session)s, %(kind)s, %(key)s, %(content)s,
-                %(hash)s, %(topics)s, %(metadata)s, %(sources)s, %(request)s, %(expire)s)
+                %(hash)s, {self._tsv_sql}, %(key_id)s, %(topics)s, %(metadata)s, %(sources)s,
+                %(request)s, %(expire)s)
             RETURNING {_COLUMNS}
             """,
             self._params(
@@ -201,10 +248,9 @@ class MemoryStore:
                 session=draft.session_id,
                 kind=int(draft.kind),
                 key=draft.key or None,
-                content=draft.content,
-                hash=content_hash(draft.content),
+                **self._content_params(user_id, draft.content),
                 topics=draft.topics,
-                metadata=None if draft.metadata is None else Jsonb(draft.metadata),
+                metadata=self._metadata_param(draft.metadata),
                 sources=draft.source_message_ids,
                 request=draft.request_id or None,
                 expire=draft.expire_time,
@@ -212,7 +258,7 @@ class MemoryStore:
         )
         row = await cursor.fetchone()
         assert row is not None  # INSERT .. RETURNING always yields the row
-        return _memory(row)
+        return self._memory(row)
 
     async def update(
         self, conn: Connection, *, user_id: str, memory_id: str, changes: dict[str, Any]
@@ -224,19 +270,24 @@ class MemoryStore:
         for name, value in changes.items():
             if name not in UPDATABLE_FIELDS:
                 raise ValueError(f"not an updatable column: {name}")
-            if name == "metadata" and value is not None:
-                value = Jsonb(value)
+            if name == "content":
+                continue  # below, with the columns that derive from it
+            if name == "metadata":
+                value = self._metadata_param(value)
             if name == "key":
                 value = value or None
             assignments.append(f"{name} = %(v_{name})s")
             params[f"v_{name}"] = value
         if "content" in changes:
             assignments += [
-                "content_hash = %(v_hash)s",
+                "content = %(content)s",
+                "content_hash = %(hash)s",
+                f"content_tsv = {self._tsv_sql}",
+                "key_id = %(key_id)s",
                 "embedding = NULL",
                 "embedding_model = NULL",
             ]
-            params["v_hash"] = content_hash(changes["content"])
+            params.update(self._content_params(user_id, changes["content"]))
         cursor = await conn.execute(
             f"UPDATE memories SET {', '.join(assignments)}"
             f" WHERE user_id = %(user)s AND id = %(id)s RETURNING {_COLUMNS}",
@@ -244,7 +295,7 @@ class MemoryStore:
         )
         row = await cursor.fetchone()
         assert row is not None  # callers lock the row first
-        return _memory(row)
+        return self._memory(row)
 
     async def lock(self, conn: Connection, *, user_id: str, memory_id: str) -> Memory | None:
         return await self._one(
@@ -274,7 +325,7 @@ class MemoryStore:
             " ORDER BY create_time DESC, id DESC LIMIT %(limit)s",
             params,
         )
-        return [_memory(row) for row in await cursor.fetchall()]
+        return [self._memory(row) for row in await cursor.fetchall()]
 
     async def delete(
         self,
@@ -305,7 +356,7 @@ class MemoryStore:
         cursor = await conn.execute(
             f"DELETE FROM memories WHERE {where} RETURNING {_COLUMNS}", params
         )
-        return [_memory(row) for row in await cursor.fetchall()]
+        return [self._memory(row) for row in await cursor.fetchall()]
 
     # -- history -----------------------------------------------------------
 
@@ -321,12 +372,23 @@ class MemoryStore:
         """Append (memory_id, op, old_content, new_content) events."""
         if not events:
             return
+        cipher = self.cipher
+        if cipher.enabled:
+            events = [
+                (
+                    memory_id,
+                    op,
+                    None if old is None else cipher.seal(old),
+                    None if new is None else cipher.seal(new),
+                )
+                for memory_id, op, old, new in events
+            ]
         async with conn.cursor() as cursor:
             await cursor.executemany(
                 "INSERT INTO memory_events (memory_id, user_id, op, old_content, new_content,"
-                " reason, actor) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                " reason, actor, key_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                 [
-                    (memory_id, user_id, int(op), old, new, reason, actor)
+                    (memory_id, user_id, int(op), old, new, reason, actor, cipher.key_id)
                     for memory_id, op, old, new in events
                 ],
             )
@@ -334,16 +396,17 @@ class MemoryStore:
     async def events(self, conn: Connection, *, user_id: str, memory_id: str) -> list[MemoryEvent]:
         cursor = await conn.execute(
             "SELECT memory_id::text, op, coalesce(old_content, ''), coalesce(new_content, ''),"
-            " reason, actor, create_time FROM memory_events"
+            " reason, actor, create_time, key_id FROM memory_events"
             " WHERE user_id = %s AND memory_id = %s ORDER BY id",
             (user_id, memory_id),
         )
+        open_ = self.cipher.open
         return [
             MemoryEvent(
                 memory_id=row[0],
                 op=MemoryOp(row[1]),
-                old_content=row[2],
-                new_content=row[3],
+                old_content=open_(row[2], row[7]) if row[2] else "",
+                new_content=open_(row[3], row[7]) if row[3] else "",
                 reason=row[4],
                 actor=row[5],
                 create_time=row[6],
@@ -359,7 +422,7 @@ class MemoryStore:
         skipped, so workers share the queue without doing a row twice."""
         cursor = await conn.execute(
             f"""
-            SELECT id::text, content FROM memories
+            SELECT id::text, content, key_id FROM memories
             WHERE (embedding IS NULL OR embedding_model IS DISTINCT FROM %(model)s)
                 AND {LIVE}
             ORDER BY embedding IS NOT NULL, create_time
@@ -367,7 +430,7 @@ class MemoryStore:
             """,
             self._params(limit=limit),
         )
-        return [(row[0], row[1]) for row in await cursor.fetchall()]
+        return [(row[0], self.cipher.open(row[1], row[2])) for row in await cursor.fetchall()]
 
     async def set_embeddings(
         self, conn: Connection, *, ids: Sequence[str], vectors: npt.NDArray[np.float32]

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from server import blind_index
+from server.crypto import Cipher
 from server.memory_models import Memory, MemoryFilter, SearchMode
 from server.stores.memory_store import (
     LIVE,
@@ -92,25 +94,34 @@ def _semantic_sql(plan: SearchPlan, params: dict[str, Any]) -> str:
             FROM nearest)"""
 
 
-def _keyword_sql(plan: SearchPlan, params: dict[str, Any]) -> str:
+def _keyword_sql(plan: SearchPlan, params: dict[str, Any], cipher: Cipher) -> str:
     """CTE `keyword(id, score, create_time, rank)`: live memories sharing any
     word with the query, scored by ts_rank_cd in 0..1.
 
     plainto_tsquery ANDs the words; a question rarely repeats every word of
-    the memory that answers it, so the terms are ORed instead.
+    the memory that answers it, so the terms are ORed instead. With
+    encryption, the query is the OR of its terms' blind-index hashes, made
+    here (server/blind_index.py): Postgres never sees the words.
     """
-    params["text"] = plan.text
+    if cipher.enabled:
+        # tsquery's input reads the hashes as they are (no parser, no stemming).
+        query = "(SELECT %(terms)s::tsquery)"
+        params["terms"] = blind_index.tsquery(cipher.keys, plan.user_id, plan.text)
+    else:
+        # 'simple': the lexemes plainto_tsquery returns are already
+        # stemmed; stemming them again ('nurs' -> 'nur') misses.
+        query = (
+            "to_tsquery('simple',"
+            " replace(plainto_tsquery('english', %(text)s)::text, ' & ', ' | '))"
+        )
+        params["text"] = plan.text
     where = f"user_id = %(user)s AND content_tsv @@ query AND {LIVE}" + filter_sql(
         plan.memory_filter, params
     )
     return f"""
         matching AS (
             SELECT id, ts_rank_cd(content_tsv, query, 32) AS score, create_time
-            FROM memories,
-                 -- 'simple': the lexemes plainto_tsquery returns are already
-                 -- stemmed; stemming them again ('nurs' -> 'nur') misses.
-                 to_tsquery('simple',
-                     replace(plainto_tsquery('english', %(text)s)::text, ' & ', ' | ')) AS query
+            FROM memories, {query} AS q(query)
             WHERE {where}
             ORDER BY score DESC, id LIMIT %(candidates)s),
         keyword AS (
@@ -138,7 +149,7 @@ def _fused_sql(mode: SearchMode) -> str:
             FROM semantic AS s FULL JOIN keyword AS k ON s.id = k.id)"""
 
 
-def search_sql(plan: SearchPlan) -> tuple[str, dict[str, Any]]:
+def search_sql(plan: SearchPlan, cipher: Cipher | None = None) -> tuple[str, dict[str, Any]]:
     """The statement and its parameters. Its text depends only on the mode,
     which filters are set and whether recency counts, so psycopg's automatic
     prepared statements serve repeated shapes."""
@@ -153,7 +164,7 @@ def search_sql(plan: SearchPlan) -> tuple[str, dict[str, Any]]:
     if plan.mode is not SearchMode.KEYWORD:
         ctes.append(_semantic_sql(plan, params))
     if plan.mode is not SearchMode.SEMANTIC:
-        ctes.append(_keyword_sql(plan, params))
+        ctes.append(_keyword_sql(plan, params, cipher or Cipher.disabled()))
     ctes.append(_fused_sql(plan.mode))
     score = "hit_score"
     if plan.recency_weight:
@@ -176,8 +187,10 @@ def search_sql(plan: SearchPlan) -> tuple[str, dict[str, Any]]:
     return sql, params
 
 
-async def search(conn: Connection, plan: SearchPlan) -> list[tuple[Memory, float]]:
+async def search(
+    conn: Connection, plan: SearchPlan, *, cipher: Cipher
+) -> list[tuple[Memory, float]]:
     """The best live memories with their scores, best first (one statement)."""
-    sql, params = search_sql(plan)
+    sql, params = search_sql(plan, cipher)
     cursor = await conn.execute(sql, params)
-    return [(memory_from_row(row), float(row[-1])) for row in await cursor.fetchall()]
+    return [(memory_from_row(row, cipher), float(row[-1])) for row in await cursor.fetchall()]

@@ -12,6 +12,7 @@ from datetime import timedelta
 from importlib import resources
 from typing import Any
 
+from server.crypto import SEALED_MARK, Cipher, no_key_error
 from server.models import StoredMessage
 from server.stores import message_codec, redis_keys
 from server.stores.message_codec import EncodedMessage
@@ -35,9 +36,14 @@ class CachedTail:
 
 
 class SessionCache:
-    def __init__(self, redis: MultiplexedRedis, *, window: int) -> None:
+    def __init__(
+        self, redis: MultiplexedRedis, *, window: int, cipher: Cipher | None = None
+    ) -> None:
         self._redis = redis
         self._window = window
+        # Entries are sealed in Redis when encryption is on, and opened on
+        # read: callers always see message_codec encodings.
+        self._cipher = cipher if cipher is not None and cipher.enabled else None
 
     @staticmethod
     def _keys(user_id: str, session_id: str) -> list[str]:
@@ -58,7 +64,10 @@ class SessionCache:
             _millis(ttl),
             self._window,
         ]
-        args.extend(message_codec.encode(m) for m in messages)
+        if self._cipher is None:
+            args.extend(message_codec.encode(m) for m in messages)
+        else:
+            args.extend(self._cipher.seal_bytes(message_codec.encode(m)) for m in messages)
         await self._call(user_id, session_id, args)
 
     async def tail(self, user_id: str, session_id: str, count: int) -> CachedTail | None:
@@ -67,6 +76,14 @@ class SessionCache:
         if reply is None:
             return None
         last_seq, entries = reply
+        if self._cipher is not None:
+            entries = [self._cipher.open_bytes(entry) for entry in entries]
+        elif entries and (entries[0][:1] == SEALED_MARK or entries[-1][:1] == SEALED_MARK):
+            # Sealed by a process with a key: refused with a clear error rather
+            # than handed on as a garbled message. The ends suffice: a window
+            # holds sealed entries at its start or its end whichever way the
+            # setting changed, and checking all would slow the keyless path.
+            raise no_key_error()
         return CachedTail(
             last_seq=int(last_seq),
             entries=entries,
@@ -86,7 +103,10 @@ class SessionCache:
         """Replace the window with `entries`: the session's newest messages,
         oldest first, the last of them numbered last_seq."""
         args: list[Any] = ["load", last_seq, _millis(ttl)]
-        args.extend(entries[-self._window :])
+        if self._cipher is None:
+            args.extend(entries[-self._window :])
+        else:
+            args.extend(self._cipher.seal_bytes(entry) for entry in entries[-self._window :])
         await self._call(user_id, session_id, args)
 
     async def drop(self, user_id: str, session_ids: list[str]) -> None:

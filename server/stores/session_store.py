@@ -10,6 +10,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
+from server.crypto import Cipher
 from server.models import Role, Session, StoredMessage
 
 Connection = AsyncConnection[TupleRow]
@@ -17,7 +18,9 @@ Connection = AsyncConnection[TupleRow]
 _SESSION_COLUMNS = (
     "user_id, session_id, agent_id, message_count, create_time, update_time, ttl_ms, extracted_seq"
 )
-_MESSAGE_COLUMNS = "seq, id, role, content, name, run_id, create_time, token_count, metadata"
+_MESSAGE_COLUMNS = (
+    "seq, id, role, content, name, run_id, create_time, token_count, metadata, key_id"
+)
 
 
 def _session(row: Sequence[Any]) -> Session:
@@ -34,8 +37,11 @@ def _session(row: Sequence[Any]) -> Session:
     )
 
 
-def _message(row: Sequence[Any]) -> StoredMessage:
-    seq, id_, role, content, name, run_id, created, tokens, metadata = row
+def _message(row: Sequence[Any], cipher: Cipher) -> StoredMessage:
+    seq, id_, role, content, name, run_id, created, tokens, metadata, key_id = row
+    if key_id is not None:  # sealed (content and metadata together)
+        content = cipher.open(content, key_id)
+        metadata = cipher.open_json(metadata)
     return StoredMessage(
         seq=seq,
         id=id_,
@@ -46,6 +52,30 @@ def _message(row: Sequence[Any]) -> StoredMessage:
         create_time=created,
         token_count=tokens,
         metadata=metadata,
+    )
+
+
+def _message_params(
+    user_id: str, session_id: str, m: StoredMessage, cipher: Cipher
+) -> tuple[Any, ...]:
+    """One row of insert_messages: content and metadata sealed when the cipher is on."""
+    content: str = m.content
+    metadata: Any = m.metadata
+    if cipher.enabled:
+        content, metadata = cipher.seal(content), cipher.seal_json(metadata)
+    return (
+        user_id,
+        session_id,
+        m.seq,
+        m.id,
+        m.role.value,
+        m.name,
+        content,
+        m.run_id,
+        None if metadata is None else Jsonb(metadata),
+        m.token_count,
+        m.create_time,
+        cipher.key_id,
     )
 
 
@@ -88,31 +118,21 @@ async def reserve_seqs(
 
 
 async def insert_messages(
-    conn: Connection, *, user_id: str, session_id: str, messages: list[StoredMessage]
+    conn: Connection,
+    *,
+    user_id: str,
+    session_id: str,
+    messages: list[StoredMessage],
+    cipher: Cipher,
 ) -> None:
     async with conn.cursor() as cursor:
         await cursor.executemany(
             """
             INSERT INTO messages (user_id, session_id, seq, id, role, name, content, run_id,
-                                  metadata, token_count, create_time)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                                  metadata, token_count, create_time, key_id)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
             """,
-            [
-                (
-                    user_id,
-                    session_id,
-                    m.seq,
-                    m.id,
-                    m.role.value,
-                    m.name,
-                    m.content,
-                    m.run_id,
-                    None if m.metadata is None else Jsonb(m.metadata),
-                    m.token_count,
-                    m.create_time,
-                )
-                for m in messages
-            ],
+            [_message_params(user_id, session_id, m, cipher) for m in messages],
         )
 
 
@@ -140,7 +160,13 @@ async def lock_session_for_read(
 
 
 async def newest_messages(
-    conn: Connection, *, user_id: str, session_id: str, limit: int, before_seq: int | None = None
+    conn: Connection,
+    *,
+    user_id: str,
+    session_id: str,
+    limit: int,
+    cipher: Cipher,
+    before_seq: int | None = None,
 ) -> list[StoredMessage]:
     """Up to `limit` messages older than before_seq (or the newest), newest first."""
     cursor = await conn.execute(
@@ -149,11 +175,17 @@ async def newest_messages(
         " ORDER BY seq DESC LIMIT %s",
         (user_id, session_id, before_seq if before_seq is not None else 2**62, limit),
     )
-    return [_message(row) for row in await cursor.fetchall()]
+    return [_message(row, cipher) for row in await cursor.fetchall()]
 
 
 async def messages_between(
-    conn: Connection, *, user_id: str, session_id: str, after_seq: int, through_seq: int
+    conn: Connection,
+    *,
+    user_id: str,
+    session_id: str,
+    after_seq: int,
+    through_seq: int,
+    cipher: Cipher,
 ) -> list[StoredMessage]:
     """Messages with after_seq < seq <= through_seq, oldest first."""
     cursor = await conn.execute(
@@ -161,7 +193,7 @@ async def messages_between(
         " WHERE user_id = %s AND session_id = %s AND seq > %s AND seq <= %s ORDER BY seq",
         (user_id, session_id, after_seq, through_seq),
     )
-    return [_message(row) for row in await cursor.fetchall()]
+    return [_message(row, cipher) for row in await cursor.fetchall()]
 
 
 async def get_session(conn: Connection, *, user_id: str, session_id: str) -> Session | None:
@@ -174,12 +206,23 @@ async def get_session(conn: Connection, *, user_id: str, session_id: str) -> Ses
 
 
 async def iter_older_messages(
-    conn: Connection, *, user_id: str, session_id: str, before_seq: int | None, batch: int
+    conn: Connection,
+    *,
+    user_id: str,
+    session_id: str,
+    before_seq: int | None,
+    batch: int,
+    cipher: Cipher,
 ) -> AsyncIterator[StoredMessage]:
     """Messages newest first, older than before_seq, fetched in batches."""
     while True:
         rows = await newest_messages(
-            conn, user_id=user_id, session_id=session_id, limit=batch, before_seq=before_seq
+            conn,
+            user_id=user_id,
+            session_id=session_id,
+            limit=batch,
+            before_seq=before_seq,
+            cipher=cipher,
         )
         for message in rows:
             yield message

@@ -12,13 +12,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import grpc
+import psycopg
 import pytest
 from arq.connections import ArqRedis
 from arq.worker import Worker
+from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import ConnectionPool, Redis
 
 from memoryd.v1 import session_service_pb2_grpc as session_grpc
 from server.api.app import RunningServer, start_server
+from server.crypto import Cipher
 from server.embedded import EmbeddedStack
 from server.embedding import Embedder
 from server.extraction.candidates import Extractor
@@ -42,14 +45,21 @@ ISOLATED_REDIS_DB = 9
 
 
 @pytest.fixture(scope="session")
-def store_urls() -> Iterator[StoreUrls]:
+def embedded_stack() -> Iterator[tuple[EmbeddedStack, StoreUrls]]:
+    """The run's embedded stores; the stack's data_dir holds their files
+    (postgres/, valkey/), which the encryption tests read."""
     with scratch_dir() as root:
         stack = EmbeddedStack(root / "stack")
         urls = stack.start()
         assert urls.postgres_url is not None
         asyncio.run(apply_migrations(urls.postgres_url))
-        yield urls
+        yield stack, urls
         stack.stop()
+
+
+@pytest.fixture(scope="session")
+def store_urls(embedded_stack: tuple[EmbeddedStack, StoreUrls]) -> StoreUrls:
+    return embedded_stack[1]
 
 
 def make_settings(urls: StoreUrls, data_dir: Path, **overrides: object) -> Settings:
@@ -168,6 +178,75 @@ async def isolated_stack(
         await stop_worker(worker, task)
         await running.stop(grace=1.0)
         await own.redis.flushdb()
+        await own.redis.aclose()
+        await own.redis_mux.aclose()
+        await own.arq.aclose(close_connection_pool=True)
+
+
+async def new_database(postgres_url: str) -> str:
+    """A new, migrated database in the run's Postgres; its conninfo. For tests
+    that need a database of their own (the encryption tests: the key registry
+    is per database)."""
+    name = f"memoryd_{uuid.uuid4().hex[:12]}"
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
+        await conn.execute(f"CREATE DATABASE {name}")
+    url = psycopg.conninfo.make_conninfo(postgres_url, dbname=name)
+    await apply_migrations(url)
+    return url
+
+
+@contextlib.asynccontextmanager
+async def stack_on(
+    resources: Resources, *, postgres_url: str, redis_db: int, **overrides: object
+) -> AsyncIterator[tuple[grpc.aio.Channel, Resources]]:
+    """A server and an embedding/extraction worker of their own on another
+    database and Redis database, with their own settings (e.g. an encryption
+    key), reusing the session's embedding model. Redis is left as it is at the
+    end, so a test can start another stack on the same data (a restart)."""
+    assert resources.settings.redis_url is not None
+    url = urlsplit(resources.settings.redis_url)._replace(path=f"/{redis_db}").geturl()
+    settings = resources.settings.model_copy(
+        update={"redis_url": url, "postgres_url": postgres_url, **overrides}
+    )
+    timeout = settings.store_timeout.total_seconds()
+    own = Resources(
+        settings=settings,
+        postgres=AsyncConnectionPool(postgres_url, min_size=1, max_size=4, open=False),
+        redis=Redis.from_url(url),
+        redis_mux=MultiplexedRedis(url, timeout=timeout),
+        tokens=resources.tokens,
+        embedder=resources.embedder,
+        arq=ArqRedis(connection_pool=ConnectionPool.from_url(url), default_queue_name=QUEUE_NAME),
+        cipher=Cipher(settings.encryption_keys()),
+    )
+    await own.postgres.open()
+    extractor = make_test_extractor(settings, resources.embedder)
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        install_state(ctx, WorkerState(settings=settings, resources=own, extractor=extractor))
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        pass
+
+    worker = Worker(
+        **{
+            **worker_settings(settings),
+            "on_startup": on_startup,
+            "on_shutdown": on_shutdown,
+            "handle_signals": False,
+        }
+    )
+    running = await start_server(settings, own)
+    await running.health.check_once()
+    task = asyncio.create_task(worker.async_run())
+    try:
+        async with grpc.aio.insecure_channel(running.address) as channel:
+            yield channel, own
+    finally:
+        await stop_worker(worker, task)
+        await running.stop(grace=1.0)
+        await extractor.aclose()
+        await own.postgres.close()
         await own.redis.aclose()
         await own.redis_mux.aclose()
         await own.arq.aclose(close_connection_pool=True)

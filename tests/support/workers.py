@@ -17,6 +17,12 @@ async def stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:
     """
     with contextlib.suppress(asyncio.CancelledError):
         await worker.close()
+    # close() re-raises that cancellation before it closes its Redis pool;
+    # left open, the pool's connections surface as ResourceWarnings in
+    # whichever later test the garbage collector happens to run.
+    if worker._pool is not None:
+        await worker._pool.aclose(close_connection_pool=True)
+        worker._pool = None
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
