@@ -60,6 +60,10 @@ def check_new_messages(settings: Settings, messages: list[NewMessage]) -> None:
             raise InvalidArgument(
                 f"{field}.content", f"is {size} bytes; the maximum is {max_bytes}"
             )
+        validation.check_text(f"{field}.content", message.content)
+        validation.check_metadata(
+            f"{field}.metadata", message.metadata, max_bytes=settings.max_metadata_bytes
+        )
         for name in ("id", "name", "run_id"):
             validation.optional_id(
                 f"{field}.{name}", getattr(message, name), max_length=settings.max_id_length

@@ -19,7 +19,9 @@ from memoryd.v1 import memory_service_pb2_grpc as memory_grpc
 from memoryd.v1 import session_service_pb2_grpc as session_grpc
 from server.api.health import StoreHealth
 from server.api.interceptor import CallGuard, RequestInterceptor
+from server.api.limits import server_limits
 from server.api.memory_servicer import MemoryServicer
+from server.api.rate_limit import rate_limit_guard
 from server.api.session_servicer import SessionServicer
 from server.extraction.service import ExtractionService
 from server.memories import MemoryService
@@ -68,7 +70,11 @@ async def start_server(
     """Start serving on settings.listen (port 0 picks a free port); `interceptors`
     run before the request interceptor (tests use them to observe calls)."""
     guards: list[CallGuard] = []
-    server = grpc.aio.server(interceptors=[*interceptors, RequestInterceptor(guards)])
+    if (limiter := rate_limit_guard(settings)) is not None:
+        guards.append(limiter)
+    server = grpc.aio.server(
+        interceptors=[*interceptors, RequestInterceptor(guards)], **server_limits(settings)
+    )
     session_grpc.add_SessionServiceServicer_to_server(
         SessionServicer(SessionService(resources)), server
     )

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any, cast
 import grpc
 from grpc.aio import ServicerContext
 
+from server import deadlines
 from server.api.status import failure_for
+from server.errors import InvalidArgument
 
 log = logging.getLogger("memoryd.rpc")
 
@@ -78,9 +80,13 @@ class RequestInterceptor(_Interceptor):
         async def unary_unary(request: Any, context: ServicerContext[Any, Any]) -> Any:
             request_id = _request_id(context)
             request_id_var.set(request_id)
+            # The stores bound their waits by what is left of it (server.deadlines).
+            deadlines.set_from_remaining(context.time_remaining())
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
+                if isinstance(request, _Undecodable):
+                    raise InvalidArgument("request", request.reason)
                 for guard in guards:
                     guard(method, request, context)
                 return await behavior(request, context)
@@ -112,6 +118,32 @@ class RequestInterceptor(_Interceptor):
 
         return grpc.unary_unary_rpc_method_handler(
             unary_unary,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
+
+
+class _Undecodable:
+    """Stands for a request whose bytes do not parse, so that the caller gets
+    INVALID_ARGUMENT from the interceptor (gRPC itself would answer INTERNAL)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def deserialize_or_mark(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as exc:  # DecodeError, RecursionError...: all mean bad bytes
+            return _Undecodable(
+                f"is not a valid protobuf message for this method ({type(exc).__name__}); "
+                "strings must be UTF-8 and messages nested at most 100 deep"
+            )
+
+    return deserialize_or_mark

@@ -27,6 +27,9 @@ from redis.asyncio.connection import SSLConnection, parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+from server import deadlines
+from server.errors import DeadlineExceeded
+
 Arg = str | bytes | int
 
 
@@ -104,11 +107,19 @@ class MultiplexedRedis:
         protocol = self._protocol
         if protocol is None or not protocol.is_open:
             protocol = await self._connect()
+        # The call's deadline, when sooner, bounds the wait (server.deadlines).
+        timeout = deadlines.bound(self._timeout)
         waiter = protocol.send(_encode(args))
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(timeout):
                 return await waiter
         except TimeoutError:
+            if timeout is not None and timeout < self._timeout:
+                # The caller ran out of time, not Redis: the late reply is
+                # skipped when it comes and the connection stays in use.
+                raise DeadlineExceeded(
+                    "the call's deadline passed while waiting for Redis"
+                ) from None
             # The server is hung or the link half-open: start afresh rather
             # than queue every later call behind a dead socket.
             protocol.close()
