@@ -12,7 +12,6 @@ from datetime import timedelta
 
 import grpc
 import psycopg
-import psycopg_pool
 import redis.exceptions
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -92,12 +91,6 @@ def failure_for(exc: BaseException, *, request_id: str) -> Failure:
             grpc.StatusCode.DEADLINE_EXCEEDED,
             "the call's deadline passed before its work could finish; nothing was written",
             errors.DeadlineExceeded.reason,
-        )
-    if isinstance(exc, psycopg_pool.TooManyRequests):
-        return Failure(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            "too many calls are waiting for a Postgres connection; retry with backoff",
-            errors.ResourceExhausted.reason,
         )
     if isinstance(exc, STORE_DOWN_ERRORS):
         return Failure(

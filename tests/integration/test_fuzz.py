@@ -15,6 +15,7 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -232,7 +233,9 @@ async def fuzz_channel(
     the jobs fuzzed calls enqueue; search waits for the index only briefly."""
     assert resources.settings.redis_url is not None
     url = urlsplit(resources.settings.redis_url)._replace(path=f"/{FUZZ_REDIS_DB}").geturl()
-    settings_ = resources.settings.model_copy(update={"redis_url": url, "max_index_wait": 0.2})
+    settings_ = resources.settings.model_copy(
+        update={"redis_url": url, "max_index_wait": timedelta(seconds=0.2)}
+    )
     own = Resources(
         settings=settings_,
         postgres=resources.postgres,

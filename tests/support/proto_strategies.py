@@ -55,7 +55,7 @@ def strings(*, huge: bool = True) -> Strategy:
     special = _SPECIAL_STRINGS if huge else [s for s in _SPECIAL_STRINGS if len(s) < 200]
     return st.one_of(
         st.sampled_from(special),
-        st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=40),
+        st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=40),
     )
 
 
@@ -168,7 +168,8 @@ def _field(field: FieldDescriptor, overrides: Mapping[str, Strategy], depth: int
     if field.message_type is not None:
         name = field.message_type.full_name
         if name == "google.protobuf.FieldMask":
-            return field_masks([f.name for f in field.containing_type.fields])
+            parent = field.containing_type
+            return field_masks([f.name for f in parent.fields] if parent is not None else [])
         if name in _WELL_KNOWN:
             element = _WELL_KNOWN[name]()
         else:
@@ -196,7 +197,7 @@ def _is_repeated(field: FieldDescriptor) -> bool:
 
 
 def requests(
-    descriptor: Descriptor, overrides: Mapping[str, Strategy] | None = None, *, depth: int = 0
+    descriptor: Descriptor | Any, overrides: Mapping[str, Strategy] | None = None, *, depth: int = 0
 ) -> Strategy:
     """Messages of `descriptor`'s type with any subset of fields set."""
     overrides = overrides or {}
@@ -234,8 +235,12 @@ def variants(
 
 
 def _mutate(draw: st.DrawFn, message: Message, overrides: Mapping[str, Strategy]) -> None:
-    fields = list(message.DESCRIPTOR.fields)
-    for field in draw(st.lists(st.sampled_from(fields), min_size=1, max_size=2, unique=True)):
+    descriptor: Any = message.DESCRIPTOR  # the upb and Python descriptor types differ
+    fields: list[FieldDescriptor] = list(descriptor.fields)
+    chosen: list[FieldDescriptor] = draw(
+        st.lists(st.sampled_from(fields), min_size=1, max_size=2, unique=True)
+    )
+    for field in chosen:
         current = getattr(message, field.name)
         nested = field.message_type is not None and field.message_type.full_name not in (
             *_WELL_KNOWN,
