@@ -145,8 +145,12 @@ class SessionService:
                     conn, user_id=user_id, session_id=session_id, ids=given_ids
                 )
                 if clashes:
+                    # A few named, not all: a status message must stay small
+                    # (gRPC refuses trailers over 8 KiB).
+                    named = ", ".join(sorted(clashes)[:5])
+                    more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
                     raise AlreadyExists(
-                        f"messages with ids {', '.join(sorted(clashes))} are already in session "
+                        f"messages with ids {named}{more} are already in session "
                         f"{session_id!r}; nothing was appended"
                     )
             await session_store.insert_messages(

@@ -195,6 +195,16 @@ async def test_oversize_and_unstorable_message_fields_are_invalid_argument(
     assert len(error.details() or "") < 500
 
 
+async def test_many_clashing_message_ids_are_already_exists_named_briefly(
+    session_stub: SessionStub, user_id: str
+) -> None:
+    messages = [pb.Message(role="user", content="x", id=f"{i:0>120}") for i in range(200)]
+    request = pb.AppendMessagesRequest(user_id=user_id, session_id="s", messages=messages)
+    await session_stub.AppendMessages(request)
+    error = await expect_error(session_stub.AppendMessages(request), grpc.StatusCode.ALREADY_EXISTS)
+    assert "195 more" in (error.details() or "")
+
+
 async def test_metadata_numbers_that_are_not_json_are_invalid_argument(
     session_stub: SessionStub, user_id: str
 ) -> None:
