@@ -45,9 +45,21 @@ class FailedPrecondition(MemorydError):
 
 
 class ResourceExhausted(MemorydError):
-    """A limit or quota was reached."""
+    """A limit or quota was reached; `retry_delay` (seconds) says when a retry may pass."""
 
     reason = "RESOURCE_EXHAUSTED"
+
+    def __init__(
+        self, message: str, *, field: str | None = None, retry_delay: float | None = None
+    ) -> None:
+        super().__init__(message, field=field)
+        self.retry_delay = retry_delay
+
+
+class RateLimited(ResourceExhausted):
+    """The caller sent more requests than its rate limit allows."""
+
+    reason = "RATE_LIMITED"
 
 
 class StoreUnavailable(MemorydError):

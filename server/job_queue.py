@@ -6,9 +6,11 @@ or running is enqueued once (arq refuses a duplicate id).
 
 from __future__ import annotations
 
+import asyncio
+
 from arq.connections import ArqRedis
 
-from server import tracing
+from server import deadlines, tracing
 from server.request_context import NO_REQUEST, request_id_var
 
 # The one place arq's key names are chosen; server and workers use the same queue.
@@ -47,13 +49,15 @@ async def enqueue_embedding(arq: ArqRedis, memory_ids: list[str]) -> None:
     """
     if not memory_ids:
         return
-    await arq.enqueue_job(
-        EMBED_MEMORIES,
-        memory_ids=memory_ids,
-        telemetry=job_telemetry(),
-        _job_id=f"embed:{memory_ids[0]}",
-        _queue_name=QUEUE_NAME,
-    )
+    # Within the call's deadline: a TimeoutError leaves the job to the sweep.
+    async with asyncio.timeout(deadlines.time_left_at_least(0)):
+        await arq.enqueue_job(
+            EMBED_MEMORIES,
+            memory_ids=memory_ids,
+            telemetry=job_telemetry(),
+            _job_id=f"embed:{memory_ids[0]}",
+            _queue_name=QUEUE_NAME,
+        )
 
 
 def extraction_job_id(*, user_id: str, session_id: str, job_id: str = "") -> str:
@@ -72,16 +76,17 @@ async def enqueue_extraction(
     messages). False when that session's job is already queued or running:
     the running one picks up what arrived after it started (see
     server.extraction.runner)."""
-    job = await arq.enqueue_job(
-        EXTRACT_MEMORIES,
-        user_id=user_id,
-        session_id=session_id,
-        job_id=job_id,
-        trigger=trigger,
-        telemetry=job_telemetry(),
-        _job_id=extraction_job_id(user_id=user_id, session_id=session_id, job_id=job_id),
-        _queue_name=QUEUE_NAME,
-    )
+    async with asyncio.timeout(deadlines.time_left_at_least(0)):
+        job = await arq.enqueue_job(
+            EXTRACT_MEMORIES,
+            user_id=user_id,
+            session_id=session_id,
+            job_id=job_id,
+            trigger=trigger,
+            telemetry=job_telemetry(),
+            _job_id=extraction_job_id(user_id=user_id, session_id=session_id, job_id=job_id),
+            _queue_name=QUEUE_NAME,
+        )
     return job is not None
 
 

@@ -39,6 +39,7 @@ DELETE_ALL_CONFIRMATION = "delete all memories of all users"
 API_ACTOR = "api"
 EXPIRY_ACTOR = "expiry"
 _DELETE_BATCH = 1000
+_MAX_REASON = 1024
 
 
 class MemoryService:
@@ -60,12 +61,7 @@ class MemoryService:
 
     @staticmethod
     def _memory_id(field: str, value: str) -> str:
-        if not value:
-            raise InvalidArgument(field, "is required")
-        try:
-            return str(uuid.UUID(value))
-        except ValueError:
-            raise InvalidArgument(field, f"{value!r} is not a memory id") from None
+        return validation.require_uuid(field, value, noun="memory id")
 
     def _check_content(self, field: str, content: str) -> None:
         if not content.strip():
@@ -75,6 +71,7 @@ class MemoryService:
             raise InvalidArgument(
                 field, f"is {size} bytes; the maximum is {self._settings.max_memory_bytes}"
             )
+        validation.check_text(field, content)
 
     def _check_topics(self, field: str, topics: list[str]) -> None:
         if len(topics) > self._settings.max_topics:
@@ -98,8 +95,17 @@ class MemoryService:
         self._check_topics(f"{field}.topics", draft.topics)
         for name in ("agent_id", "session_id", "request_id"):
             self._optional_id(f"{field}.{name}", getattr(draft, name))
+        validation.check_count(
+            f"{field}.source_message_ids",
+            draft.source_message_ids,
+            maximum=self._settings.max_source_message_ids,
+            noun="ids",
+        )
         for index, source in enumerate(draft.source_message_ids):
             self._optional_id(f"{field}.source_message_ids[{index}]", source)
+        validation.check_metadata(
+            f"{field}.metadata", draft.metadata, max_bytes=self._settings.max_metadata_bytes
+        )
         if draft.expire_time is not None and draft.expire_time <= datetime.now(UTC):
             raise InvalidArgument(f"{field}.expire_time", "is in the past")
         return draft
@@ -207,11 +213,15 @@ class MemoryService:
             raise InvalidArgument("update_mask", "must name at least one field to update")
         unknown = sorted(set(fields) - set(UPDATABLE_FIELDS))
         if unknown:
+            # Named back to the caller, so bounded: a mask of junk must not
+            # make a status message of unbounded size.
+            shown = ", ".join(repr(path[:64]) for path in unknown[:5])
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
             raise InvalidArgument(
                 "update_mask",
-                f"cannot update {', '.join(unknown)}; updatable: {', '.join(UPDATABLE_FIELDS)}",
+                f"cannot update {shown}{more}; updatable: {', '.join(UPDATABLE_FIELDS)}",
             )
-        validation.optional_id("reason", reason, max_length=1024)
+        validation.optional_id("reason", reason, max_length=_MAX_REASON)
         changes = {name: getattr(values, name) for name in fields}
         async with self._postgres.connection() as conn, conn.transaction():
             current = await self.store.lock(conn, user_id=user_id, memory_id=memory_id)
@@ -250,6 +260,7 @@ class MemoryService:
     async def delete(self, *, user_id: str, memory_id: str, reason: str) -> int:
         self._user_id(user_id)
         memory_id = self._memory_id("id", memory_id)
+        validation.optional_id("reason", reason, max_length=_MAX_REASON)
         async with self._postgres.connection() as conn, conn.transaction():
             deleted = await self.store.delete(conn, user_id=user_id, memory_id=memory_id)
             if not deleted:
@@ -342,6 +353,9 @@ class MemoryService:
     def check_filter(self, memory_filter: MemoryFilter, *, field: str = "filters") -> None:
         """`field` is where the filter's fields sit in the request ("" for top level)."""
         prefix = f"{field}." if field else ""
+        validation.check_count(
+            f"{prefix}kinds", memory_filter.kinds, maximum=len(MemoryKind), noun="kinds"
+        )
         self._check_topics(f"{prefix}topics", memory_filter.topics)
         self._optional_id(f"{prefix}agent_id", memory_filter.agent_id)
         self._optional_id(f"{prefix}session_id", memory_filter.session_id)

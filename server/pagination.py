@@ -13,6 +13,8 @@ from server.errors import InvalidArgument
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+# Tokens this module issues are far shorter; a longer one is refused unparsed.
+MAX_PAGE_TOKEN_LENGTH = 2048
 
 
 def page_size(requested: int) -> int:
@@ -37,6 +39,10 @@ def decode_page_token(token: str, *, query: tuple[str, ...]) -> list[Any] | None
     """The position a token stands for; None for the first page."""
     if not token:
         return None
+    if len(token) > MAX_PAGE_TOKEN_LENGTH:
+        raise InvalidArgument(
+            "page_token", "is malformed; pass the next_page_token of a previous response"
+        )
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         payload = json.loads(raw)

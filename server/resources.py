@@ -27,6 +27,7 @@ from server.job_queue import QUEUE_NAME
 from server.settings import Settings
 from server.stores import key_store
 from server.stores.migrations import pending_migrations
+from server.stores.postgres_pool import DeadlinePool
 from server.stores.redis_mux import MultiplexedRedis
 from server.stores.search_store import HNSW_SESSION_OPTIONS
 from server.tokens import TokenCounter
@@ -60,16 +61,17 @@ class Resources:
                 "(`memoryd up` sets them for the embedded stack)"
             )
         timeout = settings.store_timeout.total_seconds()
-        postgres: AsyncConnectionPool[AsyncConnection[TupleRow]] = AsyncConnectionPool(
+        timeout_ms = int(timeout * 1000)
+        postgres = DeadlinePool(
             settings.postgres_url,
+            statement_timeout_ms=timeout_ms,
             min_size=settings.postgres_pool_min,
             max_size=settings.postgres_pool_max,
             timeout=timeout,
-            # A statement that outlives the store timeout is cancelled by the server;
-            # search's HNSW settings apply to the whole session (see search_store).
-            kwargs={
-                "options": f"-c statement_timeout={int(timeout * 1000)} {HNSW_SESSION_OPTIONS}"
-            },
+            # A statement that outlives the store timeout (or the call's deadline,
+            # see postgres_pool) is cancelled by the server; search's HNSW
+            # settings apply to the whole session (see search_store).
+            kwargs={"options": f"-c statement_timeout={timeout_ms} {HNSW_SESSION_OPTIONS}"},
             # Connections broken by a Postgres restart are replaced on checkout,
             # not handed to a call that would then fail.
             check=AsyncConnectionPool.check_connection,
@@ -91,7 +93,7 @@ class Resources:
         # when Redis is down; like the pools above, this one connects lazily.
         arq = ArqRedis(
             connection_pool=ConnectionPool.from_url(
-                settings.redis_url, socket_connect_timeout=timeout
+                settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout
             ),
             default_queue_name=QUEUE_NAME,
         )

@@ -42,6 +42,7 @@ class MemorySearch:
             raise InvalidArgument(
                 "query", f"is longer than {self._settings.max_memory_bytes} bytes"
             )
+        validation.check_text("query", query.text)
         limit = query.limit or DEFAULT_LIMIT
         validation.require_positive("limit", limit, maximum=self._settings.max_search_limit)
         if not 0 <= query.min_score <= 1:

@@ -64,6 +64,10 @@ def check_new_messages(settings: Settings, messages: list[NewMessage]) -> None:
             raise InvalidArgument(
                 f"{field}.content", f"is {size} bytes; the maximum is {max_bytes}"
             )
+        validation.check_text(f"{field}.content", message.content)
+        validation.check_metadata(
+            f"{field}.metadata", message.metadata, max_bytes=settings.max_metadata_bytes
+        )
         for name in ("id", "name", "run_id"):
             validation.optional_id(
                 f"{field}.{name}", getattr(message, name), max_length=settings.max_id_length
@@ -152,8 +156,12 @@ class SessionService:
                     conn, user_id=user_id, session_id=session_id, ids=given_ids
                 )
                 if clashes:
+                    # A few named, not all: a status message must stay small
+                    # (gRPC refuses trailers over 8 KiB).
+                    named = ", ".join(sorted(clashes)[:5])
+                    more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
                     raise AlreadyExists(
-                        f"messages with ids {', '.join(sorted(clashes))} are already in session "
+                        f"messages with ids {named}{more} are already in session "
                         f"{session_id!r}; nothing was appended"
                     )
             await session_store.insert_messages(

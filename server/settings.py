@@ -70,8 +70,25 @@ class Settings(BaseSettings):
 
     postgres_pool_min: int = Field(default=2, ge=1)
     postgres_pool_max: int = Field(default=10, ge=1)
-    # Postgres and Redis calls fail as UNAVAILABLE after this.
+    # Postgres and Redis calls fail as UNAVAILABLE after this; a call's own
+    # gRPC deadline, when sooner, bounds them too (DEADLINE_EXCEEDED).
     store_timeout: timedelta = timedelta(seconds=5)
+
+    # Limits (see server/api/rate_limit.py). Requests a second per user_id, with
+    # bursts of up to rate_limit_burst (0: one second's worth); 0 turns it off.
+    # Counted in this process: each server (one per agent pod) has its own.
+    rate_limit: float = Field(default=0, ge=0)
+    rate_limit_burst: int = Field(default=0, ge=0)
+    # Users whose buckets are remembered; idle ones are forgotten first.
+    rate_limit_max_users: int = Field(default=100_000, ge=1)
+    # Calls served at once; gRPC refuses more with RESOURCE_EXHAUSTED. 0: no bound.
+    max_concurrent_rpcs: int = Field(default=1000, ge=0)
+    # Largest request gRPC accepts, in bytes; a larger one is refused with
+    # RESOURCE_EXHAUSTED before it is parsed. 0: derived from the size limits
+    # below (the largest append or batch they allow).
+    max_request_bytes: int = Field(default=0, ge=0)
+    # A message's or memory's metadata, as compact JSON.
+    max_metadata_bytes: int = Field(default=16 * 1024, ge=1)
 
     # Session memory.
     session_ttl: timedelta = timedelta(hours=24)
@@ -89,6 +106,7 @@ class Settings(BaseSettings):
     max_memory_bytes: int = Field(default=16 * 1024, ge=1)
     max_batch_memories: int = Field(default=500, ge=1)
     max_topics: int = Field(default=32, ge=0)
+    max_source_message_ids: int = Field(default=100, ge=0)
     max_search_limit: int = Field(default=100, ge=1)
     # Candidates each signal (vector, full text) contributes before fusion.
     search_candidates: int = Field(default=50, ge=1)
@@ -196,6 +214,23 @@ class Settings(BaseSettings):
     # contents are stored as plaintext.
     encryption_key: SecretStr | None = None
     encryption_key_file: Path | None = None
+
+    @property
+    def request_bytes_limit(self) -> int:
+        """max_request_bytes, or when 0 the largest request the item limits
+        allow: a full append (or ExtractMemories) or a full memory batch."""
+        if self.max_request_bytes:
+            return self.max_request_bytes
+        ids = self.max_id_length + 8  # an id and its protobuf framing
+        message = self.max_message_bytes + self.max_metadata_bytes + 4 * ids + 64
+        memory = (
+            self.max_memory_bytes
+            + self.max_metadata_bytes
+            + (self.max_topics + self.max_source_message_ids + 5) * ids
+            + 128
+        )
+        largest = max(self.max_messages_per_append * message, self.max_batch_memories * memory)
+        return largest + 64 * 1024  # the request's own fields
 
     @field_validator("llm_base_url")
     @classmethod

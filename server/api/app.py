@@ -21,7 +21,9 @@ from server import tracing
 from server.api.auth import TokenAuth
 from server.api.health import StoreHealth
 from server.api.interceptor import CallGuard, RequestInterceptor, StreamGuard
+from server.api.limits import server_limits
 from server.api.memory_servicer import MemoryServicer
+from server.api.rate_limit import rate_limit_guard
 from server.api.session_servicer import SessionServicer
 from server.extraction.service import ExtractionService
 from server.memories import MemoryService
@@ -81,10 +83,13 @@ async def start_server(
     """Start serving on settings.listen (port 0 picks a free port); `interceptors`
     run before the request interceptor (tests use them to observe calls)."""
     guards: list[CallGuard] = []
+    if (limiter := rate_limit_guard(settings)) is not None:
+        guards.append(limiter)
     stream_guards: list[StreamGuard] = []
     auth = TokenAuth.from_settings(settings)
     if auth is not None:
-        guards.append(auth)
+        # First: an unauthenticated caller must not spend a user's rate.
+        guards.insert(0, auth)
         stream_guards.append(auth.check_stream)
     metrics = ServerMetrics(resources.postgres) if settings.metrics_listen else None
     request_interceptor = RequestInterceptor(
@@ -93,7 +98,9 @@ async def start_server(
         metrics=None if metrics is None else metrics.rpc,
         tracing=tracing.active(),
     )
-    server = grpc.aio.server(interceptors=[*interceptors, request_interceptor])
+    server = grpc.aio.server(
+        interceptors=[*interceptors, request_interceptor], **server_limits(settings)
+    )
     session_grpc.add_SessionServiceServicer_to_server(
         SessionServicer(
             SessionService(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from google.protobuf import duration_pb2, json_format, timestamp_pb2
+from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 
 from memoryd.v1 import session_service_pb2 as pb
 from server.errors import InvalidArgument
-from server.models import NewMessage, Role, Session
+from server.models import JsonObject, NewMessage, Role, Session
 
 _ROLES = ", ".join(role.value for role in Role)
 
@@ -47,7 +47,8 @@ def _role(field: str, value: str) -> Role:
     try:
         return Role(value)
     except ValueError:
-        raise InvalidArgument(field, f"{value!r} is not a role; use one of {_ROLES}") from None
+        shown = value if len(value) <= 32 else f"{value[:32]}..."
+        raise InvalidArgument(field, f"{shown!r} is not a role; use one of {_ROLES}") from None
 
 
 def new_message(index: int, message: pb.Message) -> NewMessage:
@@ -64,9 +65,19 @@ def new_message(index: int, message: pb.Message) -> NewMessage:
             else None
         ),
         metadata=(
-            json_format.MessageToDict(message.metadata) if message.HasField("metadata") else None
+            struct_to_dict(f"{field}.metadata", message.metadata)
+            if message.HasField("metadata")
+            else None
         ),
     )
+
+
+def struct_to_dict(field: str, value: struct_pb2.Struct) -> JsonObject:
+    """A metadata Struct as a JSON object; NaN and infinities are not JSON."""
+    try:
+        return json_format.MessageToDict(value)
+    except ValueError as exc:
+        raise InvalidArgument(field, "must be JSON: numbers cannot be NaN or infinite") from exc
 
 
 def session_to_pb(session: Session) -> pb.Session:

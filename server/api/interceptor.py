@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import grpc
 from grpc.aio import ServicerContext
 
+from server import deadlines
 from server.api.status import failure_for
+from server.errors import InvalidArgument
 from server.request_context import request_id_var
 
 if TYPE_CHECKING:
@@ -221,11 +223,16 @@ class RequestInterceptor(_Interceptor):
             request_id = _request_id(context)
             request_id_var.set(request_id)
             span = None if tracing is None else tracing.start_rpc(method, request_id, context)
+            # The stores bound their waits by what is left of it (server.deadlines).
+            deadlines.set_from_remaining(context.time_remaining())
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
+                # Guards first: a caller without a token learns nothing else.
                 for guard in guards:
                     guard(method, request, context)
+                if isinstance(request, _Undecodable):
+                    raise InvalidArgument("request", request.reason)
                 return await behavior(request, context)
             except asyncio.CancelledError:
                 # The caller went away (cancelled, or its deadline passed).
@@ -267,6 +274,32 @@ class RequestInterceptor(_Interceptor):
 
         return grpc.unary_unary_rpc_method_handler(
             unary_unary,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=_passing_encoded(handler.response_serializer),
         )
+
+
+class _Undecodable:
+    """Stands for a request whose bytes do not parse, so that the caller gets
+    INVALID_ARGUMENT from the interceptor (gRPC itself would answer INTERNAL)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def deserialize_or_mark(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as exc:  # DecodeError, RecursionError...: all mean bad bytes
+            return _Undecodable(
+                f"is not a valid protobuf message for this method ({type(exc).__name__}); "
+                "strings must be UTF-8 and messages nested at most 100 deep"
+            )
+
+    return deserialize_or_mark

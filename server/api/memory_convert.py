@@ -5,11 +5,15 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from memoryd.v1 import memory_service_pb2 as pb
-from server.api.convert import datetime_to_timestamp, duration_to_timedelta, timestamp_to_datetime
+from server.api.convert import (
+    datetime_to_timestamp,
+    duration_to_timedelta,
+    struct_to_dict,
+    timestamp_to_datetime,
+)
 from server.errors import InvalidArgument
 from server.extraction.models import Job
 from server.memory_models import (
@@ -67,7 +71,10 @@ def draft(field: str, request: pb.CreateMemoryRequest) -> MemoryDraft:
         ttl = duration_to_timedelta(f"{prefix}ttl", request.ttl)
         if ttl <= timedelta(0):
             raise InvalidArgument(f"{prefix}ttl", "must be positive")
-        expire_time = datetime.now(UTC) + ttl
+        try:
+            expire_time = datetime.now(UTC) + ttl
+        except OverflowError:
+            raise InvalidArgument(f"{prefix}ttl", "ends after the year 9999") from None
     return replace(
         values,
         kind=kind(f"{prefix}memory.kind", request.memory.kind),
@@ -88,7 +95,9 @@ def memory_values(memory: pb.Memory, *, path: str = "memory") -> MemoryDraft:
         session_id=memory.session_id,
         topics=list(memory.topics),
         metadata=(
-            json_format.MessageToDict(memory.metadata) if memory.HasField("metadata") else None
+            struct_to_dict(f"{path}.metadata", memory.metadata)
+            if memory.HasField("metadata")
+            else None
         ),
         source_message_ids=list(memory.source_message_ids),
         expire_time=_optional_time(memory, "expire_time", path=f"{path}.expire_time"),

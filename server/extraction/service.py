@@ -7,7 +7,6 @@ extraction itself runs in a worker (server.extraction.runner).
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import UTC, datetime
 
 from redis.exceptions import RedisError
@@ -74,12 +73,7 @@ class ExtractionService:
 
     async def get_job(self, *, user_id: str, job_id: str) -> Job:
         validation.require_user_id(user_id, max_length=self._settings.max_id_length)
-        if not job_id:
-            raise InvalidArgument("id", "is required")
-        try:
-            job_id = str(uuid.UUID(job_id))
-        except ValueError:
-            raise InvalidArgument("id", f"{job_id!r} is not a job id") from None
+        job_id = validation.require_uuid("id", job_id, noun="job id")
         async with self._postgres.connection() as conn:
             job = await extraction_store.get_job(conn, user_id=user_id, job_id=job_id)
         if job is None:

@@ -19,6 +19,7 @@ import asyncio
 import collections
 import hashlib
 import ssl
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +27,9 @@ import hiredis
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+
+from server import deadlines
+from server.errors import DeadlineExceeded
 
 Arg = str | bytes | int
 
@@ -39,6 +43,9 @@ class _Protocol(asyncio.Protocol):
         self._outgoing: list[bytes] = []
         self._transport: asyncio.Transport | None = None
         self._lost: Exception | None = None
+        # When the connection last made progress: a reply arrived, or a
+        # command was sent while none was outstanding.
+        self.progress_time = time.monotonic()
 
     @property
     def is_open(self) -> bool:
@@ -48,7 +55,13 @@ class _Protocol(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
 
+    @property
+    def stalled_for(self) -> float:
+        """Seconds the oldest outstanding command has waited without any reply."""
+        return time.monotonic() - self.progress_time if self._waiting else 0.0
+
     def data_received(self, data: bytes) -> None:
+        self.progress_time = time.monotonic()
         self._reader.feed(data)
         while (reply := self._reader.gets()) is not False:
             waiter = self._waiting.popleft()
@@ -71,6 +84,8 @@ class _Protocol(asyncio.Protocol):
             raise self._lost
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
+        if not self._waiting:
+            self.progress_time = time.monotonic()
         self._waiting.append(waiter)
         if not self._outgoing:
             # Everything sent before this loop turn ends goes out in one write.
@@ -85,6 +100,8 @@ class _Protocol(asyncio.Protocol):
 
     def close(self) -> None:
         if self._transport is not None:
+            # Closed from now on (connection_lost comes a loop turn later).
+            self._lost = self._lost or RedisConnectionError("connection to Redis closed")
             self._transport.abort()
 
 
@@ -102,13 +119,26 @@ class MultiplexedRedis:
     async def execute(self, *args: Arg) -> Any:
         """Send one command and return its reply (bytes, ints, lists)."""
         protocol = self._protocol
+        if protocol is not None and protocol.stalled_for > self._timeout:
+            # Callers with short deadlines give up without closing (below);
+            # a connection that has answered nothing for the store timeout
+            # is hung or half-open all the same.
+            protocol.close()
         if protocol is None or not protocol.is_open:
             protocol = await self._connect()
+        # The call's deadline, when sooner, bounds the wait (server.deadlines).
+        timeout = deadlines.bound(self._timeout)
         waiter = protocol.send(_encode(args))
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(timeout):
                 return await waiter
         except TimeoutError:
+            if timeout is not None and timeout < self._timeout:
+                # The caller ran out of time, not Redis: the late reply is
+                # skipped when it comes and the connection stays in use.
+                raise DeadlineExceeded(
+                    "the call's deadline passed while waiting for Redis"
+                ) from None
             # The server is hung or the link half-open: start afresh rather
             # than queue every later call behind a dead socket.
             protocol.close()
