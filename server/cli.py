@@ -27,6 +27,7 @@ from server.supervisor import Children, StopSignal
 
 log = logging.getLogger("memoryd")
 
+
 # How long `up` waits for the server to report SERVING before saying it still waits.
 _READY_HINT_S = 60.0
 _POLL_S = 0.2
