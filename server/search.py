@@ -111,7 +111,8 @@ class MemorySearch:
 
     async def _wait_for_index(self, user_id: str, time_left: float | None) -> None:
         """Return once the user's memories are all embedded; DeadlineExceeded
-        if they are not before the call's deadline (or max_index_wait)."""
+        if they are not within max_index_wait, or the call's sooner deadline.
+        The cap bounds what one waiting call costs the server (a poll a tick)."""
         budget = self._settings.max_index_wait.total_seconds()
         if time_left is not None:
             budget = min(budget, time_left - 0.05)  # leave time to search and answer
@@ -122,8 +123,10 @@ class MemorySearch:
             if not pending:
                 return
             if time.monotonic() + _INDEX_POLL_S > deadline:
+                cap = self._settings.max_index_wait.total_seconds()
                 raise DeadlineExceeded(
                     f"{pending} of user {user_id!r}'s memories are still being indexed; "
-                    "retry, or allow a longer deadline (is a memoryd worker running?)"
+                    f"retry, or allow a longer deadline (waits stop at {cap:g} s, "
+                    "MEMORYD_MAX_INDEX_WAIT); is a memoryd worker running?"
                 )
             await asyncio.sleep(_INDEX_POLL_S)

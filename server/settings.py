@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     exact_search_max_rows: int = Field(default=20_000, ge=0)
     # Half-life of the recency boost that recency_weight mixes in.
     recency_half_life: timedelta = timedelta(days=30)
-    # How long wait_for_index waits when the call has no deadline.
+    # The longest wait_for_index waits; a call's sooner deadline cuts it shorter.
     max_index_wait: timedelta = timedelta(seconds=10)
 
     # Long-term memory embeddings. The default name is the model packaged in
