@@ -8,7 +8,6 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import grpc
@@ -34,8 +33,8 @@ from server.stack_file import StoreUrls
 from server.stores.migrations import apply_migrations
 from server.stores.redis_mux import MultiplexedRedis
 from tests.support.processes import scratch_dir
-from tests.support.workers import stop_worker
-from workers.context import WorkerState, install_state
+from tests.support.workers import stop_worker, worker_with_state
+from workers.context import WorkerState
 from workers.settings import worker_settings
 
 pytestmark = pytest.mark.integration
@@ -133,6 +132,24 @@ def session_stub(channel: grpc.aio.Channel) -> session_grpc.SessionServiceAsyncS
 
 
 @contextlib.asynccontextmanager
+async def serving(own: Resources, extractor: Extractor | None) -> AsyncIterator[grpc.aio.Channel]:
+    """A real server on `own` and a worker taking its queue's jobs with
+    `extractor`; a channel to the server. The caller owns `own`."""
+    running = await start_server(own.settings, own)
+    await running.health.check_once()
+    try:
+        async with (
+            worker_with_state(
+                WorkerState(settings=own.settings, resources=own, extractor=extractor)
+            ),
+            grpc.aio.insecure_channel(running.address) as channel,
+        ):
+            yield channel
+    finally:
+        await running.stop(grace=1.0)
+
+
+@contextlib.asynccontextmanager
 async def isolated_stack(
     resources: Resources, extractor: Extractor, **overrides: object
 ) -> AsyncIterator[tuple[grpc.aio.Channel, Resources]]:
@@ -154,29 +171,10 @@ async def isolated_stack(
     )
     await own.redis.flushdb()
 
-    async def on_startup(ctx: dict[str, Any]) -> None:
-        install_state(ctx, WorkerState(settings=settings, resources=own, extractor=extractor))
-
-    async def on_shutdown(ctx: dict[str, Any]) -> None:
-        pass
-
-    worker = Worker(
-        **{
-            **worker_settings(settings),
-            "on_startup": on_startup,
-            "on_shutdown": on_shutdown,
-            "handle_signals": False,
-        }
-    )
-    running = await start_server(settings, own)
-    await running.health.check_once()
-    task = asyncio.create_task(worker.async_run())
     try:
-        async with grpc.aio.insecure_channel(running.address) as channel:
+        async with serving(own, extractor) as channel:
             yield channel, own
     finally:
-        await stop_worker(worker, task)
-        await running.stop(grace=1.0)
         await own.redis.flushdb()
         await own.redis.aclose()
         await own.redis_mux.aclose()
@@ -222,29 +220,10 @@ async def stack_on(
     await own.postgres.open()
     extractor = make_test_extractor(settings, resources.embedder)
 
-    async def on_startup(ctx: dict[str, Any]) -> None:
-        install_state(ctx, WorkerState(settings=settings, resources=own, extractor=extractor))
-
-    async def on_shutdown(ctx: dict[str, Any]) -> None:
-        pass
-
-    worker = Worker(
-        **{
-            **worker_settings(settings),
-            "on_startup": on_startup,
-            "on_shutdown": on_shutdown,
-            "handle_signals": False,
-        }
-    )
-    running = await start_server(settings, own)
-    await running.health.check_once()
-    task = asyncio.create_task(worker.async_run())
     try:
-        async with grpc.aio.insecure_channel(running.address) as channel:
+        async with serving(own, extractor) as channel:
             yield channel, own
     finally:
-        await stop_worker(worker, task)
-        await running.stop(grace=1.0)
         await extractor.aclose()
         await own.postgres.close()
         await own.redis.aclose()

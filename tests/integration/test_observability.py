@@ -23,7 +23,6 @@ import grpc
 import psycopg
 import pytest
 from arq.connections import ArqRedis
-from arq.worker import Worker
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -47,10 +46,9 @@ from server.stack_file import StoreUrls
 from server.stores.migrations import apply_migrations
 from server.stores.redis_mux import MultiplexedRedis
 from tests.integration.conftest import make_test_extractor
-from tests.support.workers import stop_worker
-from workers.context import WorkerState, install_state
+from tests.support.workers import worker_with_state
+from workers.context import WorkerState
 from workers.instrument import start_worker_metrics
-from workers.settings import worker_settings
 
 if TYPE_CHECKING:
     MemoryStub = memory_grpc.MemoryServiceAsyncStub
@@ -143,35 +141,14 @@ async def observed(store_urls: StoreUrls, resources: Resources) -> AsyncIterator
 @contextlib.asynccontextmanager
 async def running_worker(stack: ObservedStack, extractor: Extractor | None) -> AsyncIterator[None]:
     """A real arq worker on the stack's queue, counting into its worker metrics."""
-    settings = stack.resources.settings
-
-    async def on_startup(ctx: dict[str, Any]) -> None:
-        install_state(
-            ctx,
-            WorkerState(
-                settings=settings,
-                resources=stack.resources,
-                extractor=extractor,
-                metrics=stack.worker_metrics,
-            ),
-        )
-
-    async def on_shutdown(ctx: dict[str, Any]) -> None:
-        pass
-
-    worker = Worker(
-        **{
-            **worker_settings(settings),
-            "on_startup": on_startup,
-            "on_shutdown": on_shutdown,
-            "handle_signals": False,
-        }
+    state = WorkerState(
+        settings=stack.resources.settings,
+        resources=stack.resources,
+        extractor=extractor,
+        metrics=stack.worker_metrics,
     )
-    task = asyncio.create_task(worker.async_run())
-    try:
+    async with worker_with_state(state):
         yield
-    finally:
-        await stop_worker(worker, task)
 
 
 async def scrape(url: str) -> Samples:

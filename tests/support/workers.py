@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
 
 from arq.worker import Worker
+
+from workers.context import WorkerState, install_state
+from workers.settings import worker_settings
 
 
 async def stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:
@@ -26,3 +31,30 @@ async def stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+@contextlib.asynccontextmanager
+async def worker_with_state(state: WorkerState) -> AsyncIterator[None]:
+    """A real arq worker in this process on state.settings' queue, running its
+    jobs with `state` (resources, extractor, metrics) rather than opening its
+    own; the caller owns and closes those."""
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        install_state(ctx, state)
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        pass
+
+    worker = Worker(
+        **{
+            **worker_settings(state.settings),
+            "on_startup": on_startup,
+            "on_shutdown": on_shutdown,
+            "handle_signals": False,
+        }
+    )
+    task = asyncio.create_task(worker.async_run())
+    try:
+        yield
+    finally:
+        await stop_worker(worker, task)
