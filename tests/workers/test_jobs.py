@@ -85,11 +85,11 @@ def test_worker_settings_use_our_queue_and_unique_crons() -> None:
 
 def test_the_embed_job_is_registered_under_the_name_the_server_enqueues() -> None:
     config = worker_settings(Settings(redis_url="redis://127.0.0.1:6390/2"))
-    embed, extract = config["functions"]
-    assert embed.name == EMBED_MEMORIES and inspect.unwrap(embed.coroutine) is jobs.embed_memories
+    functions = {function.name: function for function in config["functions"]}
+    embed, extract = functions[EMBED_MEMORIES], functions[EXTRACT_MEMORIES]
+    assert inspect.unwrap(embed.coroutine) is jobs.embed_memories
     # Its id can be reused as soon as it finishes (a memory's content changed).
     assert embed.keep_result_s == 0
-    assert extract.name == EXTRACT_MEMORIES
     assert inspect.unwrap(extract.coroutine) is jobs.extract_memories
     # A session's job id is free again as soon as its run ends (the next trigger).
     assert extract.keep_result_s == 0
