@@ -8,13 +8,13 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import grpc
 from grpc.aio import ServicerContext
 
 from server import deadlines
-from server.api.status import failure_for
+from server.api.status import Failure, failure_for
 from server.errors import InvalidArgument
 from server.request_context import request_id_var
 
@@ -95,6 +95,18 @@ def _passing_encoded(serialize: Callable[[Any], bytes] | None) -> Callable[[Any]
     return serialize_response
 
 
+async def _abort(context: ServicerContext[Any, Any], failure: Failure, request_id: str) -> NoReturn:
+    """End the call with `failure`'s status, its details and the request id."""
+    await context.abort(
+        failure.code,
+        failure.message,
+        trailing_metadata=(
+            ("grpc-status-details-bin", failure.details()),
+            (REQUEST_ID_HEADER, request_id),
+        ),
+    )
+
+
 def _request_id(context: ServicerContext[Any, Any]) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == REQUEST_ID_HEADER and isinstance(value, str) and 0 < len(value) <= 128:
@@ -159,14 +171,7 @@ class RequestInterceptor(_Interceptor):
                 request_id = _request_id(context)
                 failure = failure_for(exc, request_id=request_id)
                 log.info("%s %s [request_id=%s]", method, failure.code.name, request_id)
-                await context.abort(
-                    failure.code,
-                    failure.message,
-                    trailing_metadata=(
-                        ("grpc-status-details-bin", failure.details()),
-                        (REQUEST_ID_HEADER, request_id),
-                    ),
-                )
+                await _abort(context, failure, request_id)
 
         if handler.stream_stream is not None:
             stream_stream = cast(StreamBehavior, handler.stream_stream)
@@ -245,14 +250,7 @@ class RequestInterceptor(_Interceptor):
                 code = failure.code
                 if not failure.expected:
                     log.exception("%s failed [request_id=%s]", method, request_id)
-                await context.abort(
-                    failure.code,
-                    failure.message,
-                    trailing_metadata=(
-                        ("grpc-status-details-bin", failure.details()),
-                        (REQUEST_ID_HEADER, request_id),
-                    ),
-                )
+                await _abort(context, failure, request_id)
             finally:
                 elapsed = time.perf_counter() - started
                 if metrics is not None:
