@@ -91,16 +91,21 @@ async def search(
 ) -> AsyncIterator[MemorySearch]:
     """MemorySearch on one vector path, checked to be the path its plan takes."""
     hnsw: bool = request.param
-    assert await uses_hnsw(resources, hnsw=hnsw) == hnsw
+    assert await uses_hnsw(resources, service, hnsw=hnsw) == hnsw
     async with searcher(resources, service, hnsw=hnsw) as opened:
         yield opened
 
 
-async def uses_hnsw(resources: Resources, *, hnsw: bool) -> bool:
-    """Whether the semantic statement's plan walks the HNSW index."""
+async def uses_hnsw(resources: Resources, service: MemoryService, *, hnsw: bool) -> bool:
+    """Whether the semantic statement's plan walks the HNSW index.
+
+    The probe user owns one row, added and rolled back here: for a user with
+    no rows the planner may put that user's (empty) rows on the outer side of
+    the final join, and then the search side never runs on either path."""
+    user_id = "probe-user"
     query = SearchQuery("x", limit=5, mode=SearchMode.SEMANTIC, filter=MemoryFilter())
     plan = search_store.SearchPlan(
-        user_id="nobody",
+        user_id=user_id,
         text=query.text,
         query_vector=[1.0] + [0.0] * 383,
         model="m",
@@ -111,14 +116,20 @@ async def uses_hnsw(resources: Resources, *, hnsw: bool) -> bool:
         min_score=0.0,
         recency_weight=0.0,
         half_life_s=1.0,
-        exact_max_rows=-1 if hnsw else 20_000,  # -1: even a user with no rows is large
+        exact_max_rows=-1 if hnsw else 20_000,  # -1: even a user with one row is large
     )
     sql, params = search_store.search_sql(plan)
     options = f"{HNSW_SESSION_OPTIONS} -c enable_sort=off -c enable_seqscan=off"
     assert resources.settings.postgres_url is not None
-    async with await AsyncConnection.connect(
-        resources.settings.postgres_url, options=options if hnsw else ""
-    ) as conn:
+    async with (
+        await AsyncConnection.connect(
+            resources.settings.postgres_url, options=options if hnsw else ""
+        ) as conn,
+        conn.transaction(force_rollback=True),
+    ):
+        await service.store.insert(
+            conn, user_id=user_id, draft=MemoryDraft(SEMANTIC, "the probe's one row")
+        )
         cursor = await conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
         row = await cursor.fetchone()
         assert row is not None
