@@ -417,17 +417,34 @@ class MemoryStore:
     # -- embedding ---------------------------------------------------------
 
     async def claim_unembedded(self, conn: Connection, *, limit: int) -> list[tuple[str, str]]:
-        """Lock up to `limit` rows whose vector is missing or of another model,
-        oldest first; (id, content) pairs. Rows locked by another worker are
-        skipped, so workers share the queue without doing a row twice."""
+        """Lock up to `limit` rows whose vector is missing (oldest first), then
+        rows whose vector is of another model; (id, content) pairs. Rows
+        locked by another worker are skipped, so workers share the queue
+        without doing a row twice.
+
+        Two statements, each answered from its own partial index
+        (memories_unembedded, memories_embedded_model): one statement ORing
+        both tests read the whole table on every claim."""
+        claimed = await self._claim(
+            conn, "embedding IS NULL", order="ORDER BY create_time", limit=limit
+        )
+        if len(claimed) < limit:
+            # `<>` cannot walk a btree; the two ranges either side of it can.
+            # Unordered: after a model change every row is stale, and sorting
+            # them all for each batch would cost more than the batch's model call.
+            stale = (
+                "embedding IS NOT NULL"
+                " AND (embedding_model < %(model)s OR embedding_model > %(model)s)"
+            )
+            claimed += await self._claim(conn, stale, order="", limit=limit - len(claimed))
+        return claimed
+
+    async def _claim(
+        self, conn: Connection, where: str, *, order: str, limit: int
+    ) -> list[tuple[str, str]]:
         cursor = await conn.execute(
-            f"""
-            SELECT id::text, content, key_id FROM memories
-            WHERE (embedding IS NULL OR embedding_model IS DISTINCT FROM %(model)s)
-                AND {LIVE}
-            ORDER BY embedding IS NOT NULL, create_time
-            LIMIT %(limit)s FOR UPDATE SKIP LOCKED
-            """,
+            f"SELECT id::text, content, key_id FROM memories WHERE {where} AND {LIVE}"
+            f" {order} LIMIT %(limit)s FOR UPDATE SKIP LOCKED",
             self._params(limit=limit),
         )
         return [(row[0], self.cipher.open(row[1], row[2])) for row in await cursor.fetchall()]

@@ -8,9 +8,18 @@ from typing import Any
 import numpy as np
 
 from server.embedding import EMBEDDING_DIMENSION
-from server.memory_models import MemoryDraft, MemoryKind, MemoryOp
+from server.memories import MemoryService
+from server.memory_models import (
+    MemoryDraft,
+    MemoryFilter,
+    MemoryKind,
+    MemoryOp,
+    SearchMode,
+    SearchQuery,
+)
 from server.resources import Resources
-from server.stores.memory_store import MemoryStore
+from server.search import MemorySearch
+from server.stores.memory_store import MemoryStore, vector_literal
 from workers import jobs
 from workers.context import WorkerState, install_state
 
@@ -73,6 +82,48 @@ async def test_a_second_run_finds_nothing_to_do(resources: Resources, user_id: s
     assert await jobs.embed_memories(_ctx(resources), memory_ids=ids) == 0
     assert await jobs.sweep_unembedded(_ctx(resources)) == 0
     assert await _embedding_rows(resources, ids) == before
+
+
+async def test_rows_of_another_model_are_embedded_again_after_missing_ones(
+    resources: Resources, user_id: str
+) -> None:
+    """A model change: rows embedded with the previous model stay findable by
+    keyword while the workers embed them again, after rows with no vector."""
+    stale = await _insert(
+        resources,
+        user_id,
+        MemoryDraft(kind=MemoryKind.SEMANTIC, content="plays the violin in a quartet"),
+        MemoryDraft(kind=MemoryKind.SEMANTIC, content="grows tomatoes on the balcony"),
+    )
+    async with resources.postgres.connection() as conn:
+        await conn.execute(
+            "UPDATE memories SET embedding = %s::vector, embedding_model = 'previous-model'"
+            " WHERE id = ANY(%s::uuid[])",
+            (vector_literal([1.0] * EMBEDDING_DIMENSION), stale),
+        )
+    [missing] = await _insert(
+        resources, user_id, MemoryDraft(kind=MemoryKind.SEMANTIC, content="owns a red bicycle")
+    )
+    search = MemorySearch(resources, MemoryService(resources))
+
+    async def found(text: str, mode: SearchMode) -> list[str]:
+        query = SearchQuery(text, limit=5, mode=mode, filter=MemoryFilter())
+        hits = await search.search(
+            user_id=user_id, query=query, wait_for_index=False, time_left=None
+        )
+        return [hit.memory.id for hit in hits]
+
+    assert await found("violin quartet", SearchMode.HYBRID) == [stale[0]]
+    assert stale[0] not in await found("violin quartet", SearchMode.SEMANTIC)
+
+    async with resources.postgres.connection() as conn, conn.transaction(force_rollback=True):
+        claimed = [id_ for id_, _ in await _store(resources).claim_unembedded(conn, limit=1000)]
+    assert claimed.index(missing) < min(claimed.index(id_) for id_ in stale)
+
+    assert await jobs.embed_memories(_ctx(resources)) >= 3
+    rows = await _embedding_rows(resources, [*stale, missing])
+    assert {model for model, _, _ in rows} == {resources.embedder.model_name}
+    assert (await found("violin quartet", SearchMode.SEMANTIC))[0] == stale[0]
 
 
 async def test_expired_memories_are_deleted_with_a_delete_event(
