@@ -12,16 +12,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from server import blind_index
 from server.crypto import Cipher
 from server.memory_models import Memory, MemoryFilter, SearchMode
 from server.stores.memory_store import (
     LIVE,
     ROW_COLUMNS,
+    BinaryVector,
     Connection,
     filter_sql,
     memory_from_row,
-    vector_literal,
 )
 
 # The usual constant of reciprocal rank fusion: ranks past the first few
@@ -66,7 +68,8 @@ def _semantic_sql(plan: SearchPlan, params: dict[str, Any]) -> str:
     never starts), so there is no separate count query and no stale count.
     """
     assert plan.query_vector is not None
-    params["q"] = vector_literal(plan.query_vector)
+    # Binary: formatting and parsing 384 floats as text cost ~0.3 ms a search.
+    params["q"] = BinaryVector(np.asarray(plan.query_vector, dtype=np.float32))
     params["model"] = plan.model
     params["exact_max"] = plan.exact_max_rows
     where = f"user_id = %(user)s AND embedding_model = %(model)s AND {LIVE}" + filter_sql(
@@ -82,10 +85,10 @@ def _semantic_sql(plan: SearchPlan, params: dict[str, Any]) -> str:
             SELECT id, embedding, create_time FROM memories
             WHERE {where} AND (SELECT small FROM small_user)),
         nearest AS (
-            (SELECT id, embedding <=> %(q)s::vector AS distance, create_time FROM mine
+            (SELECT id, embedding <=> %(q)b::vector AS distance, create_time FROM mine
              ORDER BY distance LIMIT %(candidates)s)
             UNION ALL
-            (SELECT id, embedding <=> %(q)s::vector AS distance, create_time FROM memories
+            (SELECT id, embedding <=> %(q)b::vector AS distance, create_time FROM memories
              WHERE {where} AND NOT (SELECT small FROM small_user)
              ORDER BY distance LIMIT %(candidates)s)),
         semantic AS (
