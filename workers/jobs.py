@@ -9,13 +9,13 @@ from typing import Any
 
 from arq.worker import Retry
 
-from server.api.status import STORE_DOWN_ERRORS
 from server.extraction.models import Trigger
 from server.extraction.runner import ExtractionRunner, RetryLater, run_timeout
 from server.extraction.sweep import ExtractionSweep
 from server.memories import MemoryService
 from server.rekey import Rekeyer
 from server.sessions import SessionService
+from server.stores import STORE_DOWN_ERRORS
 from server.stores.memory_store import MemoryStore
 from workers.context import job_info, worker_metrics, worker_state
 

@@ -12,9 +12,9 @@ import logging
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 
-from server.api.status import STORE_DOWN_ERRORS
 from server.errors import FailedPrecondition, StoreUnavailable
 from server.resources import Resources
+from server.stores import STORE_DOWN_ERRORS
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import grpc
-import psycopg
-import redis.exceptions
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from server import deadlines, errors
+from server.stores import STORE_DOWN_ERRORS
 
 ERROR_DOMAIN = "memoryd"
 
@@ -31,15 +30,6 @@ _CODE_BY_ERROR: dict[type[errors.MemorydError], grpc.StatusCode] = {
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
 }
-
-# Raised by the drivers when Postgres or Redis cannot be reached or time out.
-# psycopg_pool.PoolTimeout and statement timeouts are OperationalErrors.
-STORE_DOWN_ERRORS: tuple[type[BaseException], ...] = (
-    psycopg.OperationalError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    TimeoutError,
-)
 
 
 @dataclass(frozen=True, slots=True)
