@@ -74,6 +74,20 @@ def _bind_address(listen: str, port: int) -> str:
     return f"{host}:{port}"
 
 
+def _guards(settings: Settings) -> tuple[list[CallGuard], list[StreamGuard]]:
+    """The checks every call passes before its handler, in order."""
+    guards: list[CallGuard] = []
+    stream_guards: list[StreamGuard] = []
+    auth = TokenAuth.from_settings(settings)
+    if auth is not None:
+        # First: an unauthenticated caller must not spend a user's rate.
+        guards.append(auth)
+        stream_guards.append(auth.check_stream)
+    if (limiter := rate_limit_guard(settings)) is not None:
+        guards.append(limiter)
+    return guards, stream_guards
+
+
 async def start_server(
     settings: Settings,
     resources: Resources,
@@ -82,15 +96,7 @@ async def start_server(
 ) -> RunningServer:
     """Start serving on settings.listen (port 0 picks a free port); `interceptors`
     run before the request interceptor (tests use them to observe calls)."""
-    guards: list[CallGuard] = []
-    if (limiter := rate_limit_guard(settings)) is not None:
-        guards.append(limiter)
-    stream_guards: list[StreamGuard] = []
-    auth = TokenAuth.from_settings(settings)
-    if auth is not None:
-        # First: an unauthenticated caller must not spend a user's rate.
-        guards.insert(0, auth)
-        stream_guards.append(auth.check_stream)
+    guards, stream_guards = _guards(settings)
     metrics = ServerMetrics(resources.postgres) if settings.metrics_listen else None
     request_interceptor = RequestInterceptor(
         guards,
@@ -147,7 +153,7 @@ async def start_server(
         "memoryd listening on %s (%s, auth %s, reflection %s)",
         address,
         _transport(settings),
-        "on" if auth is not None else "off",
+        "on" if settings.auth_enabled else "off",
         "on" if settings.reflection else "off",
     )
     return RunningServer(
