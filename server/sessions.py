@@ -10,6 +10,7 @@ window does not hold.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from server.models import (
     AppendResult,
     HistoryWindow,
     NewMessage,
+    Session,
     SessionPage,
     StoredMessage,
     WindowKind,
@@ -30,9 +32,10 @@ from server.models import (
 from server.pagination import decode_page_token, encode_page_token, page_size
 from server.resources import Resources
 from server.settings import Settings
-from server.stores import message_codec, session_store
+from server.stores import STORE_DOWN_ERRORS, message_codec, session_store
 from server.stores.message_codec import EncodedMessage
 from server.stores.session_cache import SessionCache
+from server.stores.session_store import Connection
 
 if TYPE_CHECKING:
     from server.metrics import SessionWindowReads
@@ -123,55 +126,89 @@ class SessionService:
         # Counted before the transaction: tokenising is the slow part of an
         # append and must not hold the session lock.
         token_counts = [self._tokens.count(m.content) for m in messages]
-        now = datetime.now(UTC)
-
-        async with self._postgres.connection() as conn, conn.transaction():
-            session = await session_store.reserve_seqs(
-                conn,
-                user_id=user_id,
-                session_id=session_id,
-                agent_id=agent_id,
-                count=len(messages),
-                ttl=ttl,
-                default_ttl=self._settings.session_ttl,
-            )
-            first_seq = session.message_count - len(messages) + 1
-            stored = [
-                StoredMessage(
-                    seq=first_seq + offset,
-                    id=m.id or uuid.uuid4().hex,
-                    role=m.role,
-                    content=m.content,
-                    name=m.name,
-                    run_id=m.run_id,
-                    create_time=m.create_time or now,
-                    token_count=tokens,
-                    metadata=m.metadata,
+        pushed = False
+        try:
+            async with self._postgres.connection() as conn, conn.transaction():
+                session, stored = await self._insert(
+                    conn,
+                    user_id=user_id,
+                    session_id=session_id,
+                    agent_id=agent_id,
+                    messages=messages,
+                    token_counts=token_counts,
+                    ttl=ttl,
                 )
-                for offset, (m, tokens) in enumerate(zip(messages, token_counts, strict=True))
-            ]
-            given_ids = [m.id for m in messages if m.id]
-            if given_ids:
-                clashes = await session_store.existing_message_ids(
-                    conn, user_id=user_id, session_id=session_id, ids=given_ids
-                )
-                if clashes:
-                    # A few named, not all: a status message must stay small
-                    # (gRPC refuses trailers over 8 KiB).
-                    named = ", ".join(sorted(clashes)[:5])
-                    more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
-                    raise AlreadyExists(
-                        f"messages with ids {named}{more} are already in session "
-                        f"{session_id!r}; nothing was appended"
-                    )
-            await session_store.insert_messages(
-                conn, user_id=user_id, session_id=session_id, messages=stored, cipher=self._cipher
-            )
-            # Still inside the transaction: the session row lock orders the
-            # Redis pushes, and a Redis failure rolls the append back.
-            await self._cache.append(user_id, session_id, stored, ttl=session.ttl)
+                # Still inside the transaction: the session row lock orders the
+                # Redis pushes, and a Redis failure rolls the append back.
+                await self._cache.append(user_id, session_id, stored, ttl=session.ttl)
+                pushed = True
+        except BaseException:
+            if pushed:
+                # The commit failed after the push: the window holds messages
+                # Postgres does not. Dropped, so no read serves them; the next
+                # read rebuilds it from Postgres.
+                with contextlib.suppress(*STORE_DOWN_ERRORS):
+                    await self._cache.drop(user_id, [session_id])
+            raise
         await self._extraction.after_append(session, appended=len(stored))
         return AppendResult(session=session, messages=stored)
+
+    async def _insert(
+        self,
+        conn: Connection,
+        *,
+        user_id: str,
+        session_id: str,
+        agent_id: str,
+        messages: list[NewMessage],
+        token_counts: list[int],
+        ttl: timedelta | None,
+    ) -> tuple[Session, list[StoredMessage]]:
+        """Reserve the messages' seqs (locking the session row) and insert
+        them; AlreadyExists, writing nothing, when a given id is taken."""
+        session = await session_store.reserve_seqs(
+            conn,
+            user_id=user_id,
+            session_id=session_id,
+            agent_id=agent_id,
+            count=len(messages),
+            ttl=ttl,
+            default_ttl=self._settings.session_ttl,
+        )
+        first_seq = session.message_count - len(messages) + 1
+        now = datetime.now(UTC)
+        stored = [
+            StoredMessage(
+                seq=first_seq + offset,
+                id=m.id or uuid.uuid4().hex,
+                role=m.role,
+                content=m.content,
+                name=m.name,
+                run_id=m.run_id,
+                create_time=m.create_time or now,
+                token_count=tokens,
+                metadata=m.metadata,
+            )
+            for offset, (m, tokens) in enumerate(zip(messages, token_counts, strict=True))
+        ]
+        given_ids = [m.id for m in messages if m.id]
+        if given_ids:
+            clashes = await session_store.existing_message_ids(
+                conn, user_id=user_id, session_id=session_id, ids=given_ids
+            )
+            if clashes:
+                # A few named, not all: a status message must stay small
+                # (gRPC refuses trailers over 8 KiB).
+                named = ", ".join(sorted(clashes)[:5])
+                more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
+                raise AlreadyExists(
+                    f"messages with ids {named}{more} are already in session "
+                    f"{session_id!r}; nothing was appended"
+                )
+        await session_store.insert_messages(
+            conn, user_id=user_id, session_id=session_id, messages=stored, cipher=self._cipher
+        )
+        return session, stored
 
     # -- reads -----------------------------------------------------------
 

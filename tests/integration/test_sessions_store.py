@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -104,6 +105,45 @@ async def test_acknowledged_append_survives_losing_redis(
         user_id=user_id, session_id="s", agent_id="", messages=said("more"), ttl=None
     )
     assert await cached_length(resources, user_id, "s") == 3
+
+
+async def test_an_append_whose_commit_fails_leaves_no_message_in_the_window(
+    sessions: SessionService, resources: Resources, user_id: str
+) -> None:
+    """The window is pushed inside the transaction, before COMMIT; a commit
+    that then fails must not leave its messages to be read from Redis."""
+    await sessions.append(
+        user_id=user_id, session_id="s", agent_id="", messages=said("kept"), ttl=None
+    )
+    # A deferred constraint trigger fails this user's next insert at COMMIT,
+    # after the push. (Scoped to the user: other tests share the database.)
+    function = f"fail_at_commit_{uuid.uuid4().hex[:8]}"
+    async with resources.postgres.connection() as conn:
+        await conn.execute(
+            f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$"
+            " BEGIN RAISE EXCEPTION 'commit refused'; END $$"
+        )
+        await conn.execute(
+            f"CREATE CONSTRAINT TRIGGER {function} AFTER INSERT ON messages"
+            " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW"
+            f" WHEN (NEW.user_id = '{user_id}') EXECUTE FUNCTION {function}()"
+        )
+        await conn.commit()
+    try:
+        with pytest.raises(Exception, match="commit refused"):
+            await sessions.append(
+                user_id=user_id, session_id="s", agent_id="", messages=said("never"), ttl=None
+            )
+    finally:
+        async with resources.postgres.connection() as conn:
+            await conn.execute(f"DROP FUNCTION {function} CASCADE")
+    history = await read(sessions, user_id=user_id, session_id="s", window=LAST_20)
+    assert contents(history) == ["kept"]
+    await sessions.append(
+        user_id=user_id, session_id="s", agent_id="", messages=said("next"), ttl=None
+    )
+    history = await read(sessions, user_id=user_id, session_id="s", window=LAST_20)
+    assert [(m.seq, m.content) for m in history] == [(1, "kept"), (2, "next")]
 
 
 async def test_history_windows_by_messages_runs_and_tokens(
