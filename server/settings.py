@@ -163,8 +163,9 @@ class Settings(BaseSettings):
     extract_neighbors: int = Field(default=5, ge=1)
     # Finished jobs (GetJob) are kept this long.
     extract_job_retention: timedelta = timedelta(days=7)
-    # A job stored QUEUED but untouched this long lost its arq job (Redis was
-    # down or restarted empty when it was enqueued): the sweep queues it again.
+    # A job QUEUED or RUNNING but untouched this long may have lost its arq
+    # job (Redis down or restarted empty): the sweep enqueues it again, a
+    # no-op while arq still holds it.
     extract_requeue_after: timedelta = Field(default=timedelta(minutes=1), gt=timedelta(0))
 
     # Workers. A running job holds a lease that its worker renews; when the

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from arq.worker import Retry
 
 from server.extraction.models import Trigger
-from server.extraction.runner import ExtractionRunner, RetryLater, run_timeout
+from server.extraction.runner import ExtractionRunner, RetryLater
 from server.extraction.sweep import ExtractionSweep
 from server.memories import MemoryService
 from server.rekey import Rekeyer
@@ -150,9 +150,7 @@ async def extract_memories(
 async def extract_idle_sessions(ctx: dict[str, Any]) -> int:
     """Cron: extract sessions idle with messages not yet extracted, and
     enqueue again jobs whose enqueue was lost; return how many were enqueued."""
-    state = worker_state(ctx)
-    grace = run_timeout(state.settings) + timedelta(minutes=1)
-    return await ExtractionSweep(state.resources, running_grace=grace).run()
+    return await ExtractionSweep(worker_state(ctx).resources).run()
 
 
 async def rekey_data(ctx: dict[str, Any]) -> int:

@@ -6,7 +6,7 @@ It only enqueues; arq's per-session job ids make a repeat harmless."""
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from redis.exceptions import RedisError
 
@@ -22,13 +22,10 @@ BATCH = 500
 
 
 class ExtractionSweep:
-    def __init__(self, resources: Resources, *, running_grace: timedelta) -> None:
+    def __init__(self, resources: Resources) -> None:
         self._settings = resources.settings
         self._postgres = resources.postgres
         self._arq = resources.arq
-        # A running job untouched this long has no worker left (the job
-        # timeout has passed): enqueue it again so it is retried or failed.
-        self._running_grace = running_grace
 
     async def run(self) -> int:
         now = datetime.now(UTC)
@@ -38,13 +35,14 @@ class ExtractionSweep:
                 idle = await extraction_store.idle_sessions(
                     conn, idle_before=now - self._settings.extract_idle, limit=BATCH
                 )
+            # Workers start queued jobs within seconds, and a running job's
+            # worker holds a lease: a job untouched for longer may have lost
+            # its arq job (Redis restarted empty, with or without its worker).
+            # Enqueueing it again is safe either way: while arq still holds
+            # the job (queued, or running under a lease) the same arq job id
+            # makes the enqueue a no-op.
             stalled = await extraction_store.stalled_jobs(
-                conn,
-                # Workers start queued jobs within seconds: one untouched
-                # for longer lost its enqueue.
-                queued_before=now - self._settings.extract_requeue_after,
-                running_before=now - self._running_grace,
-                limit=BATCH,
+                conn, before=now - self._settings.extract_requeue_after, limit=BATCH
             )
         enqueued = 0
         try:

@@ -231,19 +231,16 @@ async def idle_sessions(
     return [(row[0], row[1]) for row in await cursor.fetchall()]
 
 
-async def stalled_jobs(
-    conn: Connection, *, queued_before: datetime, running_before: datetime, limit: int
-) -> list[Job]:
-    """Jobs queued or running for longer than any worker would leave them:
-    their enqueue was lost (Redis down) or their worker died for good."""
+async def stalled_jobs(conn: Connection, *, before: datetime, limit: int) -> list[Job]:
+    """Jobs queued or running, untouched since `before`: their arq job may
+    be lost (Redis down or restarted empty) or their worker dead."""
     cursor = await conn.execute(
         f"""
         SELECT {_COLUMNS} FROM extraction_jobs
-        WHERE (state = 1 AND update_time < %(queued)s)
-            OR (state = 2 AND update_time < %(running)s)
+        WHERE state IN (1, 2) AND update_time < %(before)s
         ORDER BY update_time LIMIT %(limit)s
         """,
-        {"queued": queued_before, "running": running_before, "limit": limit},
+        {"before": before, "limit": limit},
     )
     return [_job(row) for row in await cursor.fetchall()]
 

@@ -459,6 +459,23 @@ async def test_the_sweep_extracts_idle_sessions_and_jobs_whose_enqueue_was_lost(
         assert await jobs.extract_idle_sessions(ctx) >= 1
         job = await wait_job(stub, user_id, lost.id)
         assert job.state == pb.JOB_STATE_SUCCEEDED and job.created_count == 1
+        # A job left RUNNING when its worker and Redis both went: requeued
+        # after the same grace, not after the longest job timeout.
+        third = f"{session_id}-3"
+        await append(sessions, user_id, third, user("I play the cello."))
+        async with own.postgres.connection() as conn:
+            orphan = await extraction_store.queue_session_job(
+                conn, user_id=user_id, session_id=third, trigger=Trigger.API
+            )
+            await conn.execute(
+                "UPDATE extraction_jobs SET state = 2,"
+                " update_time = now() - %s - interval '1 second' WHERE id = %s",
+                (own.settings.extract_requeue_after, orphan.id),
+            )
+            await conn.commit()
+        assert await jobs.extract_idle_sessions(ctx) >= 1
+        job = await wait_job(stub, user_id, orphan.id)
+        assert job.state == pb.JOB_STATE_SUCCEEDED and job.created_count == 1
 
 
 async def test_automatic_extraction_can_be_turned_off(
