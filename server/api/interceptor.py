@@ -173,33 +173,27 @@ class RequestInterceptor(_Interceptor):
                 log.info("%s %s [request_id=%s]", method, failure.code.name, request_id)
                 await _abort(context, failure, request_id)
 
-        if handler.stream_stream is not None:
-            stream_stream = cast(StreamBehavior, handler.stream_stream)
-
-            async def guarded_stream_stream(
-                requests: Any, context: ServicerContext[Any, Any]
+        def guarded_stream(behavior: StreamBehavior) -> StreamBehavior:
+            # One body for both streaming kinds: the first argument is a
+            # request or a request iterator, passed on as it came.
+            async def guarded(
+                request: Any, context: ServicerContext[Any, Any]
             ) -> AsyncIterator[Any]:
                 await check(context)
-                async for response in _relay(stream_stream(requests, context)):
+                async for response in _relay(behavior(request, context)):
                     yield response
 
+            return guarded
+
+        if handler.stream_stream is not None:
             return grpc.stream_stream_rpc_method_handler(
-                guarded_stream_stream,
+                guarded_stream(cast(StreamBehavior, handler.stream_stream)),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
-            unary_stream = cast(StreamBehavior, handler.unary_stream)
-
-            async def guarded_unary_stream(
-                request: Any, context: ServicerContext[Any, Any]
-            ) -> AsyncIterator[Any]:
-                await check(context)
-                async for response in _relay(unary_stream(request, context)):
-                    yield response
-
             return grpc.unary_stream_rpc_method_handler(
-                guarded_unary_stream,
+                guarded_stream(cast(StreamBehavior, handler.unary_stream)),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
