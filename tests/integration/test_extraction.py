@@ -20,7 +20,7 @@ from memoryd.v1 import session_service_pb2 as spb
 from memoryd.v1 import session_service_pb2_grpc as session_grpc
 from server.extraction.factory import build_extractor
 from server.extraction.llm import LlmExtractor
-from server.extraction.models import Trigger
+from server.extraction.models import Job, JobState, Trigger
 from server.job_queue import QUEUE_NAME, extraction_job_id
 from server.resources import Resources
 from server.settings import Settings
@@ -428,6 +428,30 @@ async def test_messages_appended_during_a_run_are_picked_up_by_a_follow_up(
         assert await _watermark(own, user_id, session_id) == 2
 
 
+async def _stalled_job(
+    own: Resources,
+    sessions: SessionStub,
+    user_id: str,
+    session_id: str,
+    content: str,
+    state: JobState,
+) -> Job:
+    """A session job in `state` whose arq job Redis no longer holds, untouched
+    just past the sweep's requeue grace."""
+    await append(sessions, user_id, session_id, user(content))
+    async with own.postgres.connection() as conn:
+        job = await extraction_store.queue_session_job(
+            conn, user_id=user_id, session_id=session_id, trigger=Trigger.API
+        )
+        await conn.execute(
+            "UPDATE extraction_jobs SET state = %s,"
+            " update_time = now() - %s - interval '1 second' WHERE id = %s",
+            (int(state), own.settings.extract_requeue_after, job.id),
+        )
+        await conn.commit()
+    return job
+
+
 async def test_the_sweep_extracts_idle_sessions_and_jobs_whose_enqueue_was_lost(
     resources: Resources, user_id: str, session_id: str
 ) -> None:
@@ -445,34 +469,17 @@ async def test_the_sweep_extracts_idle_sessions_and_jobs_whose_enqueue_was_lost(
         [memory] = await until(lambda: memories(stub, user_id))
         assert "Vienna" in memory.content
         # A job stored QUEUED whose enqueue never reached Redis.
-        other = f"{session_id}-2"
-        await append(sessions, user_id, other, user("I love climbing."))
-        async with own.postgres.connection() as conn:
-            lost = await extraction_store.queue_session_job(
-                conn, user_id=user_id, session_id=other, trigger=Trigger.API
-            )
-            await conn.execute(
-                "UPDATE extraction_jobs SET update_time = now() - interval '1 hour' WHERE id = %s",
-                (lost.id,),
-            )
-            await conn.commit()
+        lost = await _stalled_job(
+            own, sessions, user_id, f"{session_id}-2", "I love climbing.", JobState.QUEUED
+        )
         assert await jobs.extract_idle_sessions(ctx) >= 1
         job = await wait_job(stub, user_id, lost.id)
         assert job.state == pb.JOB_STATE_SUCCEEDED and job.created_count == 1
         # A job left RUNNING when its worker and Redis both went: requeued
         # after the same grace, not after the longest job timeout.
-        third = f"{session_id}-3"
-        await append(sessions, user_id, third, user("I play the cello."))
-        async with own.postgres.connection() as conn:
-            orphan = await extraction_store.queue_session_job(
-                conn, user_id=user_id, session_id=third, trigger=Trigger.API
-            )
-            await conn.execute(
-                "UPDATE extraction_jobs SET state = 2,"
-                " update_time = now() - %s - interval '1 second' WHERE id = %s",
-                (own.settings.extract_requeue_after, orphan.id),
-            )
-            await conn.commit()
+        orphan = await _stalled_job(
+            own, sessions, user_id, f"{session_id}-3", "I play the cello.", JobState.RUNNING
+        )
         assert await jobs.extract_idle_sessions(ctx) >= 1
         job = await wait_job(stub, user_id, orphan.id)
         assert job.state == pb.JOB_STATE_SUCCEEDED and job.created_count == 1
