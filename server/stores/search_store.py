@@ -69,7 +69,7 @@ def _semantic_sql(plan: SearchPlan, params: dict[str, Any]) -> str:
     """
     assert plan.query_vector is not None
     # Binary: formatting and parsing 384 floats as text cost ~0.3 ms a search.
-    params["q"] = BinaryVector(np.asarray(plan.query_vector, dtype=np.float32))
+    params["q"] = BinaryVector(np.asarray(plan.query_vector, dtype=">f4"))
     params["model"] = plan.model
     params["exact_max"] = plan.exact_max_rows
     where = f"user_id = %(user)s AND embedding_model = %(model)s AND {LIVE}" + filter_sql(
