@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from arq.connections import ArqRedis
+from arq.constants import job_key_prefix
 
 from server import deadlines, tracing
 from server.request_context import NO_REQUEST, request_id_var
@@ -88,6 +89,17 @@ async def enqueue_extraction(
             _queue_name=QUEUE_NAME,
         )
     return job is not None
+
+
+async def extraction_held(
+    arq: ArqRedis, *, user_id: str, session_id: str = "", job_id: str = ""
+) -> bool:
+    """Whether arq still holds that extraction job, queued or running (its
+    job key lives until the job ends). One EXISTS: cheaper than an enqueue's
+    WATCH/MULTI transaction, which the sweep would otherwise run for every
+    long-running job on every pass."""
+    key = job_key_prefix + extraction_job_id(user_id=user_id, session_id=session_id, job_id=job_id)
+    return bool(await arq.exists(key))
 
 
 async def enqueue_rekey(arq: ArqRedis) -> bool:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from redis.exceptions import RedisError
 
 from server.extraction.models import Trigger
-from server.job_queue import enqueue_extraction
+from server.job_queue import enqueue_extraction, extraction_held
 from server.resources import Resources
 from server.stores import extraction_store
 
@@ -38,9 +38,9 @@ class ExtractionSweep:
             # Workers start queued jobs within seconds, and a running job's
             # worker holds a lease: a job untouched for longer may have lost
             # its arq job (Redis restarted empty, with or without its worker).
-            # Enqueueing it again is safe either way: while arq still holds
-            # the job (queued, or running under a lease) the same arq job id
-            # makes the enqueue a no-op.
+            # Enqueueing it again is safe either way (while arq still holds
+            # the job, queued or running under a lease, the same arq job id
+            # makes the enqueue a no-op); such jobs are skipped before that.
             stalled = await extraction_store.stalled_jobs(
                 conn, before=now - self._settings.extract_requeue_after, limit=BATCH
             )
@@ -51,6 +51,10 @@ class ExtractionSweep:
                     self._arq, user_id=user_id, session_id=session_id, trigger=Trigger.IDLE
                 )
             for job in stalled:
+                if await extraction_held(
+                    self._arq, user_id=job.user_id, session_id=job.session_id, job_id=job.id
+                ):
+                    continue
                 enqueued += await enqueue_extraction(
                     self._arq,
                     user_id=job.user_id,
